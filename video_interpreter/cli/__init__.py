@@ -1,0 +1,12 @@
+"""The ``video-interpreter`` command: a thin layer over the public API.
+
+Each command group lives in its own module and adds its sub-commands to the parser. Commands
+print; the library never does. Exit codes: 0 success, 2 invalid input (spec problems, bad
+arguments), 1 any other failure the package reports.
+"""
+
+from __future__ import annotations
+
+from ._main import main
+
+__all__ = ["main"]

@@ -1,0 +1,120 @@
+"""Errors of every stage, rooted at one base class; the first module of the flow.
+
+Exception tree::
+
+    VideoInterpreterError
+    ├── SpecError(ValueError)          a spec failed to load, validate or propagate shapes;
+    │                                  carries every Problem found (file:line:col, spec path)
+    ├── RegistryError(KeyError)        an unknown layer or init name; lists the closest names
+    ├── RegistrationError(ValueError)  a name taken by another object, or a parameter schema
+    │                                  that disagrees with the layer's signature
+    ├── BuildError(RuntimeError)       a validated spec could not be turned into modules
+    ├── CheckpointError(ValueError)    a checkpoint is unreadable, corrupt, unsafe or mismatched
+    │   └── LoadError                  weights do not fit a model; carries the LoadReport
+    │                                  (defined in video_interpreter.checkpoint)
+    └── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+
+Every error says what failed, where, and what would be valid or what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BuildError",
+    "CheckpointError",
+    "PathPart",
+    "Problem",
+    "RegistrationError",
+    "RegistryError",
+    "SpecError",
+    "StoreError",
+    "VideoInterpreterError",
+    "format_spec_path",
+]
+
+PathPart = str | int
+
+
+def format_spec_path(path: Iterable[PathPart]) -> str:
+    """Render a spec path the way users write it: ``backbone[3].kernel_size``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "<root>"
+
+
+class VideoInterpreterError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where it is and what would be valid."""
+
+    message: str
+    path: tuple[PathPart, ...] = ()
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    value: object = None
+    hint: str | None = None
+
+    @property
+    def spec_path(self) -> str:
+        return format_spec_path(self.path)
+
+    @property
+    def location(self) -> str:
+        """``file:line:col`` (1-based), or as much of it as is known."""
+        if self.file is None:
+            return "<spec>"
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column or 1}"
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.spec_path}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class SpecError(VideoInterpreterError, ValueError):
+    """A spec could not be loaded or is invalid; ``.problems`` lists every problem found."""
+
+    def __init__(self, problems: Sequence[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in spec"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class RegistryError(VideoInterpreterError, KeyError):
+    """An unknown layer or init name (the message lists the closest known names)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RegistrationError(VideoInterpreterError, ValueError):
+    """A layer registration was refused: a taken name, or a schema that disagrees with the code."""
+
+
+class BuildError(VideoInterpreterError, RuntimeError):
+    """A validated spec could not be turned into modules."""
+
+
+class CheckpointError(VideoInterpreterError, ValueError):
+    """A checkpoint file is unreadable, corrupt, unsafe to open or does not fit its target."""
+
+
+class StoreError(VideoInterpreterError, RuntimeError):
+    """The saved-models store refused an operation or found an inconsistency."""

@@ -1,0 +1,322 @@
+"""The closed registry of layer names a spec may use (private machinery; see ``layers``).
+
+A registered layer is an ``nn.Module`` class (or a function returning one) plus a JSON Schema for
+the parameters a spec may give it. Input sizes are never written in a spec: ``infer`` maps a
+constructor argument to a function of the input shape (``{"in_channels": channels}``), and the
+builder fills it in by shape propagation. The registry checks at registration time that schema
+and signature agree, so a spec can never reach a constructor argument the schema does not know.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from torch import nn
+
+from ..errors import RegistrationError, RegistryError
+
+if TYPE_CHECKING:
+    from ._builder import BuildContext
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "LAYERS",
+    "LayerEntry",
+    "LayerRegistry",
+    "Shape",
+    "channels",
+    "closest_names",
+    "features",
+    "register_layer",
+]
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "video_interpreter.layers"
+
+Shape = tuple[int, ...]
+"""One sample's shape, batch dimension excluded: ``(C, T, H, W)`` for clips and feature maps,
+``(T, H, W, D)`` for token grids, ``(F,)`` for pooled features."""
+
+ShapeFn = Callable[[Shape], Any]
+LayerFactory = Callable[["BuildContext", dict[str, Any]], nn.Module]
+T = TypeVar("T", bound=Callable[..., Any])
+
+# Keys every node may carry besides its parameters.
+NODE_KEYS = ("type", "name")
+NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+    "description": "module name in the state dict (a Python identifier); default: the index",
+}
+
+
+def channels(shape: Shape) -> int:
+    """Channels of a channels-first feature map ``(C, T, H, W)`` (or features of ``(F,)``)."""
+    return shape[0]
+
+
+def features(shape: Shape) -> int:
+    """Size of the last dimension: features of ``(..., D)`` tokens or ``(F,)`` vectors."""
+    return shape[-1]
+
+
+def closest_names(name: str, known: Sequence[str], n: int = 3) -> list[str]:
+    """The known names closest to ``name``, for did-you-mean hints (case-insensitive)."""
+    lowered = {k.lower(): k for k in known}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    return [lowered[h] for h in hits]
+
+
+def _json_default(value: Any) -> tuple[bool, Any]:
+    """A signature default as a JSON value, if it is one."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return True, value
+    if isinstance(value, tuple | list) and all(
+        isinstance(v, bool | int | float | str) for v in value
+    ):
+        return True, list(value)
+    return False, None
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """A registered layer: its name, how to build it, and the schema of its parameters."""
+
+    name: str
+    obj: Callable[..., nn.Module]
+    params: Mapping[str, Any]
+    required: tuple[str, ...]
+    infer: Mapping[str, ShapeFn]
+    takes_context: bool
+    description: str
+    family: str
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of a node of this type, ``type`` and ``name`` included."""
+        return {
+            "type": "object",
+            "description": self.description,
+            "properties": {
+                "type": {"const": self.name},
+                "name": NAME_SCHEMA,
+                **{k: dict(v) for k, v in self.params.items()},
+            },
+            "required": ["type", *self.required],
+            "additionalProperties": False,
+        }
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: v["default"] for k, v in self.params.items() if "default" in v}
+
+    def create(self, ctx: BuildContext, params: dict[str, Any]) -> nn.Module:
+        """Construct the module for one node, filling inferred sizes from ``ctx.in_shape``."""
+        if self.takes_context:
+            return self.obj(ctx, **params)
+        inferred = {arg: fn(ctx.in_shape) for arg, fn in self.infer.items()}
+        return self.obj(**inferred, **params)
+
+
+@dataclass(eq=False)
+class LayerRegistry:
+    """Name -> layer. Refuses a second object under a taken name; lookups suggest close names."""
+
+    entry_point_group: str | None = ENTRY_POINT_GROUP
+    _entries: dict[str, LayerEntry] = field(default_factory=dict)
+    _entry_points_loaded: bool = False
+    generation: int = 0  # bumped on every change, so assembled schemas can be cached
+
+    def register(
+        self,
+        obj: Callable[..., nn.Module],
+        *,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        infer: Mapping[str, ShapeFn] | None = None,
+        takes_context: bool = False,
+        description: str | None = None,
+    ) -> LayerEntry:
+        layer_name = name or getattr(obj, "__name__", "")
+        if not layer_name.isidentifier():
+            raise RegistrationError(f"layer name {layer_name!r} must be a Python identifier")
+        existing = self._entries.get(layer_name)
+        if existing is not None:
+            if existing.obj is obj:
+                return existing
+            raise RegistrationError(
+                f"layer name {layer_name!r} is already registered to "
+                f"{existing.family}.{getattr(existing.obj, '__qualname__', existing.obj)}; "
+                f"refusing {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}. "
+                "Register it under another name."
+            )
+        entry = _make_entry(
+            obj,
+            layer_name,
+            dict(params or {}),
+            dict(infer or {}),
+            takes_context,
+            description,
+        )
+        self._entries[layer_name] = entry
+        self.generation += 1
+        return entry
+
+    def get(self, name: str) -> LayerEntry:
+        self._load_entry_points()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise RegistryError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        near = closest_names(name, self.names())
+        hint = f"did you mean {', '.join(near)}?" if near else "no registered name is close"
+        return (
+            f"unknown layer type {name!r}: {hint} "
+            f"({len(self._entries)} layers are registered; `video-interpreter layers` lists them)"
+        )
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._entries)
+
+    def entries(self) -> Iterator[LayerEntry]:
+        self._load_entry_points()
+        for name in sorted(self._entries):
+            yield self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        self._load_entry_points()
+        return name in self._entries
+
+    def __len__(self) -> int:
+        self._load_entry_points()
+        return len(self._entries)
+
+    def _load_entry_points(self) -> None:
+        """Import third-party layer packages once; importing them registers their layers."""
+        if self._entry_points_loaded or self.entry_point_group is None:
+            return
+        self._entry_points_loaded = True
+        for ep in metadata.entry_points(group=self.entry_point_group):
+            try:
+                loaded = ep.load()
+            except Exception as exc:
+                raise RegistrationError(
+                    f"entry point {ep.name!r} ({ep.value}) in group {self.entry_point_group!r} "
+                    f"failed to import: {exc}"
+                ) from exc
+            if callable(loaded) and not isinstance(loaded, type):
+                loaded(self)  # a ``register(registry)`` hook
+            logger.debug("loaded layer entry point %s", ep.value)
+
+
+def _make_entry(
+    obj: Callable[..., nn.Module],
+    name: str,
+    params: dict[str, Any],
+    infer: dict[str, ShapeFn],
+    takes_context: bool,
+    description: str | None,
+) -> LayerEntry:
+    """Check the schema against the signature and fill defaults from it."""
+    where = f"layer {name!r}"
+    for key in NODE_KEYS:
+        if key in params:
+            raise RegistrationError(f"{where}: parameter {key!r} is reserved for every node")
+    signature = inspect.signature(obj)
+    accepted = list(signature.parameters.values())
+    if takes_context:
+        if not accepted:
+            raise RegistrationError(f"{where}: takes_context=True needs a first `ctx` argument")
+        accepted = accepted[1:]
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted)
+    by_name = {
+        p.name: p
+        for p in accepted
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    for arg in [*params, *infer]:
+        if arg not in by_name and not var_kw:
+            raise RegistrationError(
+                f"{where}: schema or infer names {arg!r}, which {obj!r} does not accept; "
+                f"it accepts {sorted(by_name)}"
+            )
+    overlap = set(params) & set(infer)
+    if overlap:
+        raise RegistrationError(f"{where}: {sorted(overlap)} are both inferred and in the schema")
+    required: list[str] = []
+    for arg, param in by_name.items():
+        if arg in infer:
+            continue
+        if param.default is inspect.Parameter.empty:
+            if arg not in params:
+                raise RegistrationError(
+                    f"{where}: required argument {arg!r} is neither in the schema nor inferred"
+                )
+            required.append(arg)
+        elif arg in params and "default" not in params[arg]:
+            ok, value = _json_default(param.default)
+            if ok:
+                params[arg] = {**params[arg], "default": value}
+    doc = description or inspect.getdoc(obj) or ""
+    return LayerEntry(
+        name=name,
+        obj=obj,
+        params=params,
+        required=tuple(required),
+        infer=infer,
+        takes_context=takes_context,
+        description=doc.split("\n\n")[0].replace("\n", " "),
+        family=getattr(obj, "__module__", "?"),
+    )
+
+
+LAYERS = LayerRegistry()
+"""The default registry: torch.nn building blocks, this package's layers, entry points."""
+
+
+def register_layer(
+    name: str | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    infer: Mapping[str, ShapeFn] | None = None,
+    takes_context: bool = False,
+    description: str | None = None,
+    registry: LayerRegistry | None = None,
+) -> Callable[[T], T]:
+    """Register a layer class or factory function under ``name`` (default: its ``__name__``).
+
+    ``params`` maps each constructor argument a spec may set to its JSON Schema; defaults come
+    from the signature. ``infer`` maps arguments filled by shape propagation to a function of the
+    input shape (``channels``, ``features`` or your own). With ``takes_context=True`` the object
+    receives the ``BuildContext`` first, to build nested nodes.
+
+    Example::
+
+        @register_layer(params={"out_channels": {"type": "integer", "minimum": 1}},
+                        infer={"in_channels": channels})
+        class PointwiseConv3d(nn.Conv3d):
+            def __init__(self, in_channels: int, out_channels: int) -> None:
+                super().__init__(in_channels, out_channels, kernel_size=1)
+    """
+
+    def decorate(obj: T) -> T:
+        (registry or LAYERS).register(
+            obj,
+            name=name,
+            params=params,
+            infer=infer,
+            takes_context=takes_context,
+            description=description,
+        )
+        return obj
+
+    return decorate

@@ -1,0 +1,105 @@
+"""Weight initialisation schemes a spec can name (``init: resnet``), applied once per module."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..errors import RegistrationError, RegistryError
+from ._registry import closest_names
+
+__all__ = ["INITS", "InitScheme", "register_init"]
+
+ModuleInit = Callable[[nn.Module], None]
+
+
+@dataclass(frozen=True)
+class InitScheme:
+    """Per module type, the function that initialises it. Modules of other types fall back to
+    their own ``reset_parameters()``, so every weight is initialised exactly once."""
+
+    name: str
+    description: str
+    rules: Mapping[type[nn.Module], ModuleInit] = field(default_factory=dict)
+
+    def rule_for(self, module: nn.Module) -> ModuleInit | None:
+        for kind, rule in self.rules.items():
+            if isinstance(module, kind):
+                return rule
+        return None
+
+
+INITS: dict[str, InitScheme] = {}
+
+
+def register_init(scheme: InitScheme) -> InitScheme:
+    existing = INITS.get(scheme.name)
+    if existing is not None and existing is not scheme:
+        raise RegistrationError(f"init scheme {scheme.name!r} is already registered")
+    INITS[scheme.name] = scheme
+    return scheme
+
+
+def get_init(name: str) -> InitScheme:
+    try:
+        return INITS[name]
+    except KeyError:
+        near = closest_names(name, sorted(INITS))
+        raise RegistryError(
+            f"unknown init scheme {name!r}; known: {sorted(INITS)}"
+            + (f" (did you mean {near[0]}?)" if near else "")
+        ) from None
+
+
+def _zero_bias(module: nn.Module) -> None:
+    bias = getattr(module, "bias", None)
+    if isinstance(bias, nn.Parameter):
+        nn.init.zeros_(bias)
+
+
+def _kaiming_fan_out(module: nn.Module) -> None:
+    assert isinstance(module, nn.modules.conv._ConvNd)
+    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    _zero_bias(module)
+
+
+def _normal_001(module: nn.Module) -> None:
+    assert isinstance(module, nn.Linear)
+    nn.init.normal_(module.weight, 0.0, 0.01)
+    _zero_bias(module)
+
+
+def _trunc_normal_002(module: nn.Module) -> None:
+    assert isinstance(module, nn.Linear)
+    nn.init.trunc_normal_(module.weight, std=0.02)
+    _zero_bias(module)
+
+
+def _xavier_flat(module: nn.Module) -> None:
+    assert isinstance(module, nn.modules.conv._ConvNd)
+    # A patch projection is a linear map of the flattened tubelet.
+    fan_in = math.prod(module.weight.shape[1:])
+    bound = math.sqrt(6.0 / (fan_in + module.weight.shape[0]))
+    nn.init.uniform_(module.weight, -bound, bound)
+    _zero_bias(module)
+
+
+register_init(InitScheme("torch", "every module's own reset_parameters() (PyTorch defaults)"))
+register_init(
+    InitScheme(
+        "resnet",
+        "convs kaiming-normal (fan_out, ReLU), linears N(0, 0.01), zero biases "
+        "(torchvision's video ResNets)",
+        {nn.Conv3d: _kaiming_fan_out, nn.Linear: _normal_001},
+    )
+)
+register_init(
+    InitScheme(
+        "vit",
+        "linears truncated-normal (std 0.02), patch convs Xavier-uniform, zero biases",
+        {nn.Linear: _trunc_normal_002, nn.Conv3d: _xavier_flat},
+    )
+)

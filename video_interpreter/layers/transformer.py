@@ -1,0 +1,147 @@
+"""Video transformer layers: tubelet embedding and encoder blocks with joint or divided
+(time, then space) self-attention. Tokens travel as a channels-last grid ``(T, H, W, D)``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, enum, triple
+from ._registry import Shape, channels, features, register_layer
+from .video_conv import IntOrTriple, as_triple
+
+__all__ = ["MultiheadSelfAttention", "TransformerBlock", "TubeletEmbedding"]
+
+
+def _grid(shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 4:
+        raise ValueError(f"expects a clip or feature map (C, T, H, W), got {tuple(shape)}")
+    return (shape[1], shape[2], shape[3])
+
+
+@register_layer(
+    params={
+        "dim": POSITIVE_INT,
+        "tubelet": triple(1),
+        "position": {**enum("learned", "none"), "description": "learned positional embedding"},
+    },
+    infer={"in_channels": channels, "input_grid": _grid},
+)
+class TubeletEmbedding(nn.Module):
+    """Non-overlapping ``tT x tH x tW`` tubelets, each projected to ``dim``:
+    ``(C, T, H, W) -> (T/tT, H/tH, W/tW, dim)``, plus a learned positional embedding."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        input_grid: Sequence[int],
+        dim: int,
+        tubelet: IntOrTriple = (2, 16, 16),
+        position: Literal["learned", "none"] = "learned",
+    ) -> None:
+        super().__init__()
+        size = as_triple(tubelet)
+        grid = [n // k for n, k in zip(input_grid, size)]
+        if min(grid) < 1:
+            raise ValueError(f"tubelet {list(size)} is larger than the input {list(input_grid)}")
+        self.proj = nn.Conv3d(in_channels, dim, kernel_size=size, stride=size)
+        self.position = nn.Parameter(torch.empty(1, *grid, dim)) if position == "learned" else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.proj.reset_parameters()
+        if self.position is not None:
+            nn.init.trunc_normal_(self.position, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        tokens = self.proj(x).permute(0, 2, 3, 4, 1)  # (B, T', H', W', D)
+        if self.position is not None:
+            tokens = tokens + self.position
+        return tokens
+
+
+class MultiheadSelfAttention(nn.Module):
+    """Self-attention over the second-to-last axis of ``(N, L, D)`` with fused QKV."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            valid = [h for h in range(1, dim + 1) if dim % h == 0 and h <= 64]
+            raise ValueError(
+                f"attention width {dim} is not divisible by heads={heads}; "
+                f"valid head counts include {valid[-6:]}"
+            )
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, L, D)
+        n, length, dim = x.shape
+        qkv = self.qkv(x).reshape(n, length, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (N, heads, L, D / heads)
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+
+
+@register_layer(
+    params={
+        "heads": POSITIVE_INT,
+        "attention": {
+            **enum("joint", "divided"),
+            "description": "joint: all tokens attend to all; divided: time, then space",
+        },
+        "mlp_ratio": POSITIVE_NUMBER,
+        "qkv_bias": BOOL,
+        "dropout": PROBABILITY,
+        "norm_eps": POSITIVE_NUMBER,
+    },
+    infer={"dim": features},
+)
+class TransformerBlock(nn.Module):
+    """Pre-norm encoder block on a ``(T, H, W, D)`` token grid: attention, then an MLP."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        attention: Literal["joint", "divided"] = "joint",
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.attention = attention
+        if attention == "divided":
+            self.norm_time = nn.LayerNorm(dim, eps=norm_eps)
+            self.attn_time = MultiheadSelfAttention(dim, heads, qkv_bias, dropout)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = MultiheadSelfAttention(dim, heads, qkv_bias, dropout)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, H, W, D)
+        if x.dim() != 5:
+            raise ValueError(f"expects a token grid (B, T, H, W, D), got {tuple(x.shape)}")
+        b, t, h, w, d = x.shape
+        if self.attention == "divided":
+            # Time: each spatial position attends over its T frames.
+            seq = x.permute(0, 2, 3, 1, 4).reshape(b * h * w, t, d)
+            seq = seq + self.attn_time(self.norm_time(seq))
+            x = seq.reshape(b, h, w, t, d).permute(0, 3, 1, 2, 4)
+            # Space: each frame's H*W tokens attend to each other.
+            seq = x.reshape(b * t, h * w, d)
+        else:
+            seq = x.reshape(b, t * h * w, d)
+        seq = seq + self.attn(self.norm1(seq))
+        seq = seq + self.mlp(self.norm2(seq))
+        return seq.reshape(b, t, h, w, d)

@@ -1,0 +1,22 @@
+"""The spec stage: file -> plain dict (omegaconf) -> validated ``ArchitectureSpec`` (jsonschema).
+
+omegaconf and jsonschema are used here and nowhere else.
+"""
+
+from ._lookup import architecture_roots, find_spec_file, known_spec_names
+from ._schema import architecture_schema, export_schema, schema_text
+from ._spec import ARCHITECTURE_KEYS, ArchitectureSpec, ClipShape, SpecSource, load_spec
+
+__all__ = [
+    "ARCHITECTURE_KEYS",
+    "ArchitectureSpec",
+    "ClipShape",
+    "SpecSource",
+    "architecture_roots",
+    "architecture_schema",
+    "export_schema",
+    "find_spec_file",
+    "known_spec_names",
+    "load_spec",
+    "schema_text",
+]

@@ -1,0 +1,155 @@
+"""Compose a spec through omegaconf: ``extends:`` chains, dotlist overrides, interpolation.
+
+omegaconf objects never leave this module: the result is a plain dict. Interpolation between
+values of the spec (``${input.frames}``) is allowed; resolvers (``${oc.env:HOME}`` or anything
+registered by other code) are refused before anything is resolved, so a spec cannot read the host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..errors import PathPart, Problem, SpecError
+from ._lookup import find_spec_file
+from ._source import Location, SourceMap, SpecPath, read_document
+
+__all__ = ["compose", "parse_dotted_path"]
+
+_INTERPOLATION = re.compile(r"\$\{([^{}]*)")
+
+
+def parse_dotted_path(key: str) -> SpecPath:
+    """``backbone[3].stride`` or ``backbone.3.stride`` -> ``("backbone", 3, "stride")``."""
+    parts: list[PathPart] = []
+    for piece in re.split(r"\.|\[|\]", key):
+        if piece:
+            parts.append(int(piece) if piece.isdigit() else piece)
+    return tuple(parts)
+
+
+def _resolver_problems(value: Any, path: SpecPath, smap: SourceMap) -> Iterator[Problem]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _resolver_problems(item, (*path, key), smap)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _resolver_problems(item, (*path, index), smap)
+    elif isinstance(value, str):
+        for inner in _INTERPOLATION.findall(value):
+            if ":" in inner:
+                yield smap.problem(
+                    f"resolver interpolation ${{{inner}}} is not allowed: a spec may only refer "
+                    "to its own values, e.g. ${input.frames}",
+                    path,
+                    value=value,
+                )
+
+
+def _list_paths(value: Any, path: SpecPath) -> Iterator[SpecPath]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _list_paths(item, (*path, key))
+    elif isinstance(value, list):
+        yield path
+
+
+def _omegaconf_problem(exc: OmegaConfBaseException, smap: SourceMap, what: str) -> Problem:
+    full_key = getattr(exc, "full_key", None)
+    path = parse_dotted_path(str(full_key)) if full_key else ()
+    message = str(exc).split("\n")[0]
+    return smap.problem(f"{what}: {message}", path)
+
+
+def _create(data: Mapping[str, Any], smap: SourceMap) -> DictConfig:
+    try:
+        return OmegaConf.create(dict(data))
+    except OmegaConfBaseException as exc:
+        raise SpecError([_omegaconf_problem(exc, smap, "cannot load")]) from exc
+
+
+def _load_chain(path: Path, stack: tuple[Path, ...]) -> tuple[DictConfig, SourceMap]:
+    data, smap = read_document(path)
+    problems = list(_resolver_problems(data, (), smap))
+    if problems:
+        raise SpecError(problems)
+    config = _create(data, smap)
+    parent = data.get("extends")
+    if parent is None:
+        return config, smap
+    if not isinstance(parent, str) or not parent:
+        raise SpecError([smap.problem("`extends` must be a file path or spec name", ("extends",))])
+    base_path = find_spec_file(parent, relative_to=path.parent)
+    if base_path is None:
+        raise SpecError(
+            [
+                smap.problem(
+                    f"`extends` names {parent!r}, which was not found next to "
+                    f"{path.name} nor among the known specs",
+                    ("extends",),
+                )
+            ]
+        )
+    resolved = base_path.resolve()
+    if resolved in stack:
+        chain = " -> ".join(p.name for p in (*stack, resolved))
+        raise SpecError([smap.problem(f"`extends` cycle: {chain}", ("extends",), key=True)])
+    base, base_map = _load_chain(resolved, (*stack, resolved))
+    try:
+        merged = OmegaConf.merge(base, config)
+    except OmegaConfBaseException as exc:
+        raise SpecError([_omegaconf_problem(exc, smap, f"cannot merge onto {parent}")]) from exc
+    assert isinstance(merged, DictConfig)
+    return merged, base_map.overlay(smap, set(_list_paths(data, ())))
+
+
+def _apply_override(config: DictConfig, smap: SourceMap, item: str) -> SourceMap:
+    where = Location(f"override {item!r}")
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError([Problem("an override must look like key.path=value", file=where.file)])
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem(f"value is not valid YAML: {exc}", file=where.file)]) from exc
+    local = SourceMap({parse_dotted_path(key): where})
+    problems = list(_resolver_problems(value, parse_dotted_path(key), local))
+    if problems:
+        raise SpecError(problems)
+    try:
+        OmegaConf.update(config, key, value, merge=True)
+    except (OmegaConfBaseException, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SpecError([Problem(f"cannot apply: {exc}".split("\n")[0], file=where.file)]) from exc
+    replaced = {parse_dotted_path(key)} if isinstance(value, list) else set()
+    return smap.overlay(local, replaced)
+
+
+def compose(
+    source: Path | Mapping[str, Any], overrides: Sequence[str] = ()
+) -> tuple[dict[str, Any], SourceMap]:
+    """Load ``source`` with its ``extends`` chain, apply overrides, resolve interpolations."""
+    if isinstance(source, Path):
+        resolved = source.resolve()
+        config, smap = _load_chain(resolved, (resolved,))
+    else:
+        smap = SourceMap({(): Location("<mapping>")})
+        problems = list(_resolver_problems(dict(source), (), smap))
+        if problems:
+            raise SpecError(problems)
+        config = _create(source, smap)
+    for item in overrides:
+        smap = _apply_override(config, smap, item)
+    try:
+        data = OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise SpecError([_omegaconf_problem(exc, smap, "cannot resolve interpolation")]) from exc
+    assert isinstance(data, dict)
+    data.pop("extends", None)
+    return {str(k): v for k, v in data.items()}, smap

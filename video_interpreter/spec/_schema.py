@@ -1,0 +1,112 @@
+"""Assemble one JSON Schema (Draft 2020-12) from the parameter schemas of registered layers.
+
+A node is dispatched on its ``type`` with ``if``/``then`` per layer, so an error is reported
+against the layer the node names, never against every branch of a bare ``oneOf``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from ..layers import INITS, LAYERS, NODE, POSITIVE_INT, LayerRegistry
+
+__all__ = ["SCHEMA_ID", "architecture_schema", "export_schema", "schema_validator"]
+
+SCHEMA_ID = "https://video-interpreter.dev/schema/architecture.schema.json"
+IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
+SLUG = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+_cache: dict[int, tuple[int, dict[str, Any], Draft202012Validator]] = {}
+
+
+def _node_schema(names: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "a layer: {type: <registered name>, name: <optional>, ...parameters}",
+        "required": ["type"],
+        "properties": {"type": {"enum": names, "description": "a registered layer name"}},
+        "allOf": [
+            {
+                "if": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"const": name}},
+                },
+                "then": {"$ref": f"#/$defs/layers/{name}"},
+            }
+            for name in names
+        ],
+    }
+
+
+def architecture_schema(registry: LayerRegistry = LAYERS) -> dict[str, Any]:
+    """The schema of a whole spec, for the layers registered now."""
+    return _cached(registry)[1]
+
+
+def schema_validator(registry: LayerRegistry = LAYERS) -> Draft202012Validator:
+    return _cached(registry)[2]
+
+
+def _cached(registry: LayerRegistry) -> tuple[int, dict[str, Any], Draft202012Validator]:
+    names = registry.names()  # loads entry points first, which may bump the generation
+    hit = _cache.get(id(registry))
+    if hit is not None and hit[0] == registry.generation:
+        return hit
+    dims = ("channels", "frames", "height", "width")
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "video_interpreter architecture spec",
+        "type": "object",
+        "properties": {
+            "spec_version": {"const": 1, "description": "version of the spec language"},
+            "name": {"type": "string", "pattern": SLUG, "description": "model name"},
+            "version": {"type": "string", "pattern": SLUG, "description": "e.g. v1"},
+            "description": {"type": "string"},
+            "extends": {
+                "type": ["string", "null"],
+                "description": "a base spec (path relative to this file, or a spec name)",
+            },
+            "init": {"enum": sorted(INITS), "description": "weight initialisation scheme"},
+            "input": {
+                "type": "object",
+                "description": "the clip one sample is: (channels, frames, height, width)",
+                "properties": dict.fromkeys(dims, POSITIVE_INT),
+                "required": list(dims),
+                "additionalProperties": False,
+            },
+            "backbone": {"type": "array", "items": NODE, "minItems": 1},
+            "neck": NODE,
+            "heads": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"pattern": IDENTIFIER},
+                "additionalProperties": NODE,
+            },
+        },
+        "required": ["spec_version", "name", "version", "input", "backbone", "heads"],
+        "additionalProperties": False,
+        "$defs": {
+            "node": _node_schema(names),
+            "layers": {entry.name: entry.schema for entry in registry.entries()},
+        },
+    }
+    result = (registry.generation, schema, Draft202012Validator(schema))
+    _cache[id(registry)] = result
+    return result
+
+
+def export_schema(path: Path, registry: LayerRegistry = LAYERS) -> Path:
+    """Write the schema as stable, sorted JSON (editors use it to complete and check specs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(schema_text(registry), encoding="utf-8")
+    return path
+
+
+def schema_text(registry: LayerRegistry = LAYERS) -> str:
+    return json.dumps(architecture_schema(registry), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,186 @@
+"""Read one spec file into plain data plus the source position of every key and value.
+
+YAML is composed with PyYAML's safe loader (no tags that construct objects); JSON is parsed with
+the standard library and positioned through the same composer, since JSON is YAML's flow style.
+Only JSON-like values survive: anything else (dates, binary, non-string keys) is a problem here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import PathPart, Problem, SpecError
+
+__all__ = ["Location", "SourceMap", "read_document"]
+
+SpecPath = tuple[PathPart, ...]
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int | None = None  # 1-based
+    column: int | None = None  # 1-based
+
+
+@dataclass
+class SourceMap:
+    """Spec path -> where its value (and, for mapping entries, its key) was written."""
+
+    values: dict[SpecPath, Location] = field(default_factory=dict)
+    keys: dict[SpecPath, Location] = field(default_factory=dict)
+
+    def locate(self, path: SpecPath, *, key: bool = False) -> Location | None:
+        """The closest known location: the path itself, else its nearest ancestor."""
+        if key and path in self.keys:
+            return self.keys[path]
+        for end in range(len(path), -1, -1):
+            found = self.values.get(path[:end])
+            if found is not None:
+                return found
+        return None
+
+    def overlay(self, other: SourceMap, replaced_lists: set[SpecPath]) -> SourceMap:
+        """Positions after ``other`` was merged on top: lists it replaced lose old positions."""
+
+        def kept(path: SpecPath) -> bool:
+            return not any(path[: len(p)] == p and len(path) > len(p) for p in replaced_lists)
+
+        values = {p: loc for p, loc in self.values.items() if kept(p)}
+        keys = {p: loc for p, loc in self.keys.items() if kept(p)}
+        values.update(other.values)
+        keys.update(other.keys)
+        return SourceMap(values, keys)
+
+    def problem(self, message: str, path: SpecPath, *, key: bool = False, **extra: Any) -> Problem:
+        loc = self.locate(path, key=key)
+        if loc is None:
+            return Problem(message, path, **extra)
+        return Problem(message, path, file=loc.file, line=loc.line, column=loc.column, **extra)
+
+
+def _loc(file: str, node: yaml.Node) -> Location:
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _positions(file: str, node: yaml.Node, path: SpecPath, out: SourceMap) -> Iterator[Problem]:
+    """Record positions under ``node``; yield problems for duplicate keys."""
+    out.values[path] = _loc(file, node)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            child = (*path, key) if isinstance(key, str) else path
+            if key in seen:
+                loc = _loc(file, key_node)
+                yield Problem(
+                    f"key {key!r} appears twice; the second would silently win",
+                    child,
+                    file=loc.file,
+                    line=loc.line,
+                    column=loc.column,
+                )
+            seen.add(key)
+            out.keys[child] = _loc(file, key_node)
+            yield from _positions(file, value_node, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _positions(file, item, (*path, index), out)
+
+
+def _json_like(value: Any, path: SpecPath, smap: SourceMap) -> Iterator[Problem]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                yield smap.problem(
+                    f"key {key!r} is a {type(key).__name__}; keys must be strings (quote it)",
+                    path,
+                )
+                continue
+            yield from _json_like(item, (*path, key), smap)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _json_like(item, (*path, index), smap)
+    elif not (value is None or isinstance(value, bool | int | float | str)):
+        yield smap.problem(
+            f"value of type {type(value).__name__} is not allowed; use a string, number, "
+            "boolean, null, list or mapping (quote dates and the like)",
+            path,
+            value=str(value),
+        )
+
+
+def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    text = " ".join(
+        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    if mark is None:
+        return Problem(f"not valid YAML: {exc}", file=file)
+    return Problem(
+        f"not valid YAML: {text or exc}", file=file, line=mark.line + 1, column=mark.column + 1
+    )
+
+
+def read_document(path: Path, text: str | None = None) -> tuple[dict[str, Any], SourceMap]:
+    """Parse one YAML or JSON file into a plain mapping and the positions of its entries."""
+    file = str(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError([Problem(f"not UTF-8 text: {exc.reason}", file=file)]) from exc
+        except OSError as exc:
+            raise SpecError([Problem(f"cannot read: {exc.strerror}", file=file)]) from exc
+    smap = SourceMap()
+    problems: list[Problem] = []
+    node: yaml.Node | None = None
+    data: Any
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(
+                [
+                    Problem(
+                        f"not valid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno
+                    )
+                ]
+            ) from exc
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            node = None  # valid JSON that YAML 1.1 reads differently: no positions, still valid
+    else:
+        try:
+            loader = yaml.SafeLoader(text)
+            try:
+                node = loader.get_single_node()
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
+        except yaml.YAMLError as exc:
+            raise SpecError([_yaml_problem(file, exc)]) from exc
+        except (ValueError, TypeError, RecursionError) as exc:  # e.g. an unhashable key
+            raise SpecError([Problem(f"not valid YAML: {exc}", file=file)]) from exc
+    if node is not None:
+        try:
+            problems.extend(_positions(file, node, (), smap))
+        except RecursionError:
+            raise SpecError([Problem("spec is nested too deeply", file=file)]) from None
+    smap.values.setdefault((), Location(file, 1, 1))
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise SpecError(
+            [smap.problem(f"a spec must be a mapping of keys, this file is {kind}", ())]
+        )
+    problems.extend(_json_like(data, (), smap))
+    if problems:
+        raise SpecError(problems)
+    return data, smap

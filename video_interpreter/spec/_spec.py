@@ -1,0 +1,245 @@
+"""``ArchitectureSpec``: a resolved, validated, immutable spec with a fingerprint; ``load_spec``."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import yaml
+
+from ..errors import Problem, SpecError
+from ..layers import LAYERS, LayerRegistry, assemble
+from ._compose import compose
+from ._lookup import find_spec_file, known_spec_names
+from ._source import SourceMap
+from ._validate import schema_problems
+
+__all__ = ["ARCHITECTURE_KEYS", "ArchitectureSpec", "ClipShape", "SpecSource", "load_spec"]
+
+# What the fingerprint covers: everything that decides modules, weights and outputs.
+ARCHITECTURE_KEYS = ("spec_version", "input", "backbone", "neck", "heads")
+_ORDER = (
+    "spec_version",
+    "name",
+    "version",
+    "description",
+    "init",
+    "input",
+    "backbone",
+    "neck",
+    "heads",
+)
+
+
+class ClipShape(NamedTuple):
+    channels: int
+    frames: int
+    height: int
+    width: int
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _canonical_numbers(value: Any) -> Any:
+    """4.0 and 4 are the same architecture."""
+    if isinstance(value, dict):
+        return {k: _canonical_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class ArchitectureSpec:
+    """A spec after ``extends``, overrides, interpolation, validation and default filling.
+
+    Immutable: ``to_dict()`` returns a fresh plain copy. Two specs are equal when their resolved
+    contents are; ``fingerprint`` hashes only the architecture (not name, version, description or
+    init), so a checkpoint can prove which architecture its weights belong to.
+    """
+
+    _data: Mapping[str, Any]
+    source: str | None = None
+    _smap: SourceMap = field(default_factory=SourceMap, repr=False)
+
+    @classmethod
+    def from_resolved(
+        cls, data: Mapping[str, Any], *, source: str | None = None, smap: SourceMap | None = None
+    ) -> ArchitectureSpec:
+        ordered = {k: data[k] for k in _ORDER if k in data}
+        return cls(_freeze(copy.deepcopy(ordered)), source, smap or SourceMap())
+
+    # -- contents ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self._data["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self._data["version"])
+
+    @property
+    def description(self) -> str:
+        return str(self._data.get("description", ""))
+
+    @property
+    def init(self) -> str:
+        return str(self._data.get("init", "torch"))
+
+    @property
+    def input(self) -> ClipShape:
+        clip = self._data["input"]
+        return ClipShape(clip["channels"], clip["frames"], clip["height"], clip["width"])
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        return tuple(self._data["heads"])
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = _thaw(self._data)
+        return result
+
+    def architecture(self) -> dict[str, Any]:
+        """The part of the spec the fingerprint covers, canonicalised."""
+        data = self.to_dict()
+        arch: dict[str, Any] = _canonical_numbers({k: data.get(k) for k in ARCHITECTURE_KEYS})
+        return arch
+
+    @property
+    def fingerprint(self) -> str:
+        text = json.dumps(self.architecture(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArchitectureSpec) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.fingerprint, self.name, self.version))
+
+    def __repr__(self) -> str:
+        return (
+            f"ArchitectureSpec(name={self.name!r}, version={self.version!r}, "
+            f"fingerprint={self.fingerprint[:12]!r}, source={self.source!r})"
+        )
+
+    # -- errors -----------------------------------------------------------------------------
+    def locate(self, error: SpecError) -> SpecError:
+        """The same problems, with file:line:col filled in from where this spec was written."""
+        located: list[Problem] = []
+        for p in error.problems:
+            if p.file is None:
+                p = self._smap.problem(p.message, p.path, value=p.value, hint=p.hint)
+            located.append(p)
+        return SpecError(located)
+
+    def check_shapes(self, registry: LayerRegistry = LAYERS) -> None:
+        """Propagate the clip shape through every node on the meta device (no weights)."""
+        try:
+            assemble(self._data, registry)
+        except SpecError as exc:
+            raise self.locate(exc) from None
+
+
+SpecSource = str | Path | Mapping[str, Any] | ArchitectureSpec
+
+
+def _fill_defaults(value: Any, schema: Mapping[str, Any], registry: LayerRegistry) -> None:
+    """Write every omitted parameter's default into the nodes, so the spec says it all."""
+    if schema.get("$ref") == "#/$defs/node" and isinstance(value, dict):
+        entry = registry.get(value["type"])
+        for key, default in entry.defaults().items():
+            value.setdefault(key, copy.deepcopy(default))
+        for key, param_schema in entry.params.items():
+            if key in value:
+                _fill_defaults(value[key], param_schema, registry)
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for item in value:
+            _fill_defaults(item, schema["items"], registry)
+    for branch in schema.get("anyOf", ()):
+        _fill_defaults(value, branch, registry)
+
+
+def _resolve_path(source: str | Path) -> Path:
+    found = find_spec_file(source)
+    if found is None:
+        names = ", ".join(known_spec_names()) or "none found"
+        raise SpecError(
+            [
+                Problem(
+                    f"spec {str(source)!r} not found (looked in the working directory, "
+                    f"./architectures and the packaged architectures); known specs: {names}",
+                    file=str(source),
+                )
+            ]
+        )
+    return found
+
+
+def load_spec(
+    source: SpecSource,
+    *,
+    overrides: Sequence[str] = (),
+    check_shapes: bool = True,
+    registry: LayerRegistry = LAYERS,
+) -> ArchitectureSpec:
+    """Load, compose, validate and resolve a spec from a path, a spec name, or a mapping.
+
+    Raises ``SpecError`` listing every problem with its ``file:line:col`` and spec path. With
+    ``check_shapes`` the clip shape is propagated through every node on the meta device.
+    """
+    if isinstance(source, ArchitectureSpec):
+        if not overrides:
+            return source
+        source = source.to_dict()
+    if isinstance(source, Mapping):
+        data, smap = compose(source, overrides)
+        where = None
+    else:
+        path = _resolve_path(source)
+        data, smap = compose(path, overrides)
+        where = str(path)
+    problems = schema_problems(data, smap, registry)
+    if problems:
+        raise SpecError(problems)
+    root = {"$ref": "#/$defs/node"}
+    for node in data["backbone"]:
+        _fill_defaults(node, root, registry)
+    if data.get("neck") is not None:
+        _fill_defaults(data["neck"], root, registry)
+    for node in data["heads"].values():
+        _fill_defaults(node, root, registry)
+    spec = ArchitectureSpec.from_resolved(data, source=where, smap=smap)
+    if check_shapes:
+        spec.check_shapes(registry)
+    return spec
