@@ -10,7 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from collections.abc import Iterator, Mapping
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError
 
 from ..layers import INITS, LAYERS, NODE, POSITIVE_INT, LayerRegistry
 
@@ -96,9 +99,36 @@ def _cached(registry: LayerRegistry) -> tuple[int, dict[str, Any], Draft202012Va
             "layers": {entry.name: entry.schema for entry in registry.entries()},
         },
     }
-    result = (registry.generation, schema, Draft202012Validator(schema))
+    result = (registry.generation, schema, _runtime_validator(schema))
     _cache[id(registry)] = result
     return result
+
+
+def _runtime_validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for the same schema whose node dispatch is one dictionary lookup.
+
+    The exported schema dispatches with one ``if``/``then`` per layer, which editors understand
+    but costs a test per registered layer per node. Here the node schema's ``allOf`` is replaced
+    by an ``x-dispatch`` keyword that descends straight into the named layer's schema: the same
+    errors, at the same paths, in a fraction of the time.
+    """
+    layers: Mapping[str, Any] = schema["$defs"]["layers"]
+
+    def dispatch(
+        validator: Any, _value: Any, instance: Any, _schema: Any
+    ) -> Iterator[ValidationError]:
+        if isinstance(instance, dict):
+            layer = layers.get(instance.get("type"))  # type: ignore[arg-type]
+            if layer is not None:
+                yield from validator.descend(instance, layer)
+
+    runtime = json.loads(json.dumps(schema))
+    node = runtime["$defs"]["node"]
+    del node["allOf"]
+    node["x-dispatch"] = True
+    cls = validators.extend(Draft202012Validator, {"x-dispatch": dispatch})
+    instance: Draft202012Validator = cls(runtime)
+    return instance
 
 
 def export_schema(path: Path, registry: LayerRegistry = LAYERS) -> Path:
