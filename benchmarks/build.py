@@ -31,8 +31,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    ours_fn = lambda: build_model("configs/v1.yaml")  # noqa: E731
-    theirs_fn = torchvision.models.video.r2plus1d_18
+
+    def ours_fn() -> object:
+        return build_model("configs/v1.yaml")
+
+    def theirs_fn() -> object:
+        return torchvision.models.video.r2plus1d_18()
+
     ours_fn(), theirs_fn()  # warm-up: imports, allocator, registry, schema
     ours, theirs = [], []
     for _ in range(args.repeats):

@@ -160,19 +160,10 @@ _SHAPE_RULES: dict[Any, Any] = {
     F.layer_norm: _layer_norm,
     F.linear: _linear,
     F.scaled_dot_product_attention: _attention,
-    **{
-        fn: _same_shape
-        for fn in (
-            F.gelu,
-            F.silu,
-            F.mish,
-            F.hardswish,
-            F.dropout,
-            F.dropout1d,
-            F.dropout2d,
-            F.dropout3d,
-        )
-    },
+    **dict.fromkeys(
+        (F.gelu, F.silu, F.mish, F.hardswish, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d),
+        _same_shape,
+    ),
 }
 
 

@@ -143,7 +143,7 @@ class LayerRegistry:
         takes_context: bool = False,
         description: str | None = None,
     ) -> LayerEntry:
-        layer_name = name or getattr(obj, "__name__", "")
+        layer_name = str(name or getattr(obj, "__name__", ""))
         if not layer_name.isidentifier():
             raise RegistrationError(f"layer name {layer_name!r} must be a Python identifier")
         existing = self._entries.get(layer_name)

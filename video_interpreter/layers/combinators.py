@@ -42,7 +42,8 @@ class Residual(nn.Module):
         self.activation = activation if activation is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.body(x) + self.shortcut(x))
+        out: torch.Tensor = self.activation(self.body(x) + self.shortcut(x))
+        return out
 
 
 @register_layer(

@@ -54,4 +54,5 @@ class ClassificationHead(nn.Module):
         self.fc = nn.Linear(in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, F)
-        return self.fc(self.dropout(x))  # (B, num_classes)
+        logits: torch.Tensor = self.fc(self.dropout(x))
+        return logits  # (B, num_classes)

@@ -48,7 +48,7 @@ _BLOCK_PARAMS = {"out_channels": POSITIVE_INT, "conv": _CONV_KIND, "stride": POS
 
 @register_layer(params=_BLOCK_PARAMS, infer={"in_channels": channels})
 class BasicBlock3d(nn.Module):
-    """Two 3x3x3-class convolutions with a residual connection (projected when the shape changes)."""
+    """Two 3x3x3-class convolutions and a residual (projected when the shape changes)."""
 
     def __init__(
         self, in_channels: int, out_channels: int, conv: ConvKind = "Conv3d", stride: int = 1
@@ -68,7 +68,8 @@ class BasicBlock3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+        out: torch.Tensor = self.relu(self.conv2(self.conv1(x)) + shortcut)
+        return out
 
 
 @register_layer(
@@ -106,7 +107,8 @@ class Bottleneck3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+        out: torch.Tensor = self.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+        return out
 
 
 @register_layer(

@@ -26,7 +26,11 @@ _CONV: dict[str, Any] = {
     "padding_mode": enum("zeros", "reflect", "replicate", "circular"),
 }
 _NORM = {"eps": POSITIVE_NUMBER}
-_POOL = {"kernel_size": triple(1), "stride": triple(1), "padding": triple(0)}
+_POOL = {
+    "kernel_size": triple(1),
+    "stride": {"anyOf": [triple(1), {"type": "null"}], "description": "default: kernel_size"},
+    "padding": triple(0),
+}
 _OUTPUT_SIZE: dict[str, Any] = {
     "anyOf": [POSITIVE_INT, {"type": "array", "items": POSITIVE_INT, "minItems": 3, "maxItems": 3}],
     "description": "an integer >= 1, or a list [T, H, W] of such integers",
@@ -68,7 +72,7 @@ for _fn in (nn.Sigmoid, nn.Tanh, nn.Identity):
     register_layer(_fn.__name__, params={})(_fn)
 register_layer("GELU", params={"approximate": enum("none", "tanh")})(nn.GELU)
 register_layer("LeakyReLU", params={"negative_slope": NUMBER, "inplace": BOOL})(nn.LeakyReLU)
-register_layer("Softmax", params={"dim": {"type": "integer"}})(nn.Softmax)
+register_layer("Softmax", params={"dim": {"type": ["integer", "null"]}})(nn.Softmax)
 register_layer(
     "Flatten", params={"start_dim": {"type": "integer"}, "end_dim": {"type": "integer"}}
 )(nn.Flatten)

@@ -45,7 +45,7 @@ class TubeletEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         size = as_triple(tubelet)
-        grid = [n // k for n, k in zip(input_grid, size)]
+        grid = [n // k for n, k in zip(input_grid, size, strict=True)]
         if min(grid) < 1:
             raise ValueError(f"tubelet {list(size)} is larger than the input {list(input_grid)}")
         self.proj = nn.Conv3d(in_channels, dim, kernel_size=size, stride=size)
@@ -58,7 +58,7 @@ class TubeletEmbedding(nn.Module):
             nn.init.trunc_normal_(self.position, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
-        tokens = self.proj(x).permute(0, 2, 3, 4, 1)  # (B, T', H', W', D)
+        tokens: torch.Tensor = self.proj(x).permute(0, 2, 3, 4, 1)  # (B, T', H', W', D)
         if self.position is not None:
             tokens = tokens + self.position
         return tokens
@@ -86,7 +86,8 @@ class MultiheadSelfAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (N, heads, L, D / heads)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+        projected: torch.Tensor = self.proj(out.transpose(1, 2).reshape(n, length, dim))
+        return projected
 
 
 @register_layer(
@@ -144,4 +145,5 @@ class TransformerBlock(nn.Module):
             seq = x.reshape(b, t * h * w, d)
         seq = seq + self.attn(self.norm1(seq))
         seq = seq + self.mlp(self.norm2(seq))
-        return seq.reshape(b, t, h, w, d)
+        out: torch.Tensor = seq.reshape(b, t, h, w, d)
+        return out

@@ -40,7 +40,11 @@ _CONV_PARAMS = {
 
 
 @register_layer(
-    params={**_CONV_PARAMS, "mid_channels": {"anyOf": [POSITIVE_INT, {"type": "null"}]}},
+    params={
+        **_CONV_PARAMS,
+        "padding": {"anyOf": [triple(0), {"type": "null"}], "description": "default: kernel // 2"},
+        "mid_channels": {"anyOf": [POSITIVE_INT, {"type": "null"}]},
+    },
     infer={"in_channels": channels},
 )
 class Conv2Plus1d(nn.Sequential):

@@ -37,7 +37,8 @@ class VideoInterpreter(nn.Module):
 
     def features(self, clip: torch.Tensor) -> torch.Tensor:
         """Backbone and neck only: what every head receives."""
-        return self.neck(self.backbone(clip))
+        shared: torch.Tensor = self.neck(self.backbone(clip))
+        return shared
 
     def forward(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:  # clip: (B, C, T, H, W)
         if clip.dim() != 5:

@@ -7,10 +7,9 @@ against the layer the node names, never against every branch of a bare ``oneOf``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-
-from collections.abc import Iterator, Mapping
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
@@ -117,8 +116,9 @@ def _runtime_validator(schema: dict[str, Any]) -> Draft202012Validator:
     def dispatch(
         validator: Any, _value: Any, instance: Any, _schema: Any
     ) -> Iterator[ValidationError]:
-        if isinstance(instance, dict):
-            layer = layers.get(instance.get("type"))  # type: ignore[arg-type]
+        kind = instance.get("type") if isinstance(instance, dict) else None
+        if isinstance(kind, str):
+            layer = layers.get(kind)
             if layer is not None:
                 yield from validator.descend(instance, layer)
 
@@ -126,7 +126,9 @@ def _runtime_validator(schema: dict[str, Any]) -> Draft202012Validator:
     node = runtime["$defs"]["node"]
     del node["allOf"]
     node["x-dispatch"] = True
-    cls = validators.extend(Draft202012Validator, {"x-dispatch": dispatch})
+    cls = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, {"x-dispatch": dispatch}
+    )
     instance: Draft202012Validator = cls(runtime)
     return instance
 

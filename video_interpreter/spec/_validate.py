@@ -70,9 +70,10 @@ def _translate(
     value = error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
     kind = error.validator
+    expected: Any = error.validator_value  # the keyword's value in the schema
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
-        for key in value:
+        for key in list(value):
             if key in schema.get("properties", {}):
                 continue
             near = closest_names(str(key), allowed, n=1)
@@ -82,25 +83,23 @@ def _translate(
                 f"unknown key {key!r}; {valid}", (*path, key), key=True, value=key, hint=hint
             )
     elif kind == "required" and isinstance(value, dict):
-        for key in error.validator_value:
+        for key in expected:
             if key not in value:
                 where = f" for {value['type']}" if isinstance(value.get("type"), str) else ""
                 yield smap.problem(f"missing required key {key!r}{where}", path)
     elif kind == "enum" and path and path[-1] == "type" and isinstance(value, str):
         yield smap.problem(registry.unknown_message(value), path, value=value)
     elif kind == "enum":
-        options = [str(v) for v in error.validator_value]
+        options = [str(v) for v in expected]
         near = closest_names(str(value), options, n=1) if isinstance(value, str) else []
         yield smap.problem(
-            f"{_show(value)} is not one of {', '.join(_show(v) for v in error.validator_value)}",
+            f"{_show(value)} is not one of {', '.join(_show(v) for v in expected)}",
             path,
             value=value,
             hint=f"did you mean {near[0]!r}?" if near else None,
         )
     elif kind == "const":
-        yield smap.problem(
-            f"expected {_show(error.validator_value)}, got {_show(value)}", path, value=value
-        )
+        yield smap.problem(f"expected {_show(expected)}, got {_show(value)}", path, value=value)
     elif kind == "type":
         yield smap.problem(
             f"expected {_expected(schema)}, got {_kind(value)} {_show(value)}", path, value=value

@@ -1,0 +1,52 @@
+# Two entry points, both self-installing on a fresh machine:
+#   make demo   validate every spec, build v1, summarise, draw and store it (the main job)
+#   make test   lint (ruff), type-check (mypy --strict) and run the test suite (pytest)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The reference implementation the tests compare against; torch and torchvision must match.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps demo test lint typecheck schema bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Graphviz's `dot` draws SVG/PNG diagrams; installed when missing and apt-get is usable.
+system-deps:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; \
+	  else \
+	    echo "graphviz is missing: install it (apt-get install graphviz / brew install graphviz)"; \
+	    exit 1; \
+	  fi; }
+
+setup: $(STAMP) system-deps
+
+demo: setup
+	$(BIN)/video-interpreter validate architectures/configs/*.yaml
+	$(BIN)/video-interpreter build configs/v1.yaml
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+schema: setup
+	$(BIN)/video-interpreter schema
+
+bench: setup
+	$(BIN)/python benchmarks/build.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
