@@ -195,3 +195,9 @@ def test_a_directory_or_unreadable_path_is_a_spec_error(tmp_path: Path) -> None:
         load_spec(bad)
     if os.name == "posix":
         assert bad.exists()  # nothing was touched
+
+
+def test_keys_that_look_like_unicode_digits_are_not_list_indices() -> None:
+    spec = dict(TINY_SPEC, heads={"²": {"type": "ClassificationHead", "num_classes": "${a.b"}})
+    with pytest.raises(SpecError, match="cannot load"):
+        load_spec(spec)

@@ -30,7 +30,7 @@ def parse_dotted_path(key: str) -> SpecPath:
     parts: list[PathPart] = []
     for piece in re.split(r"\.|\[|\]", key):
         if piece:
-            parts.append(int(piece) if piece.isdigit() else piece)
+            parts.append(int(piece) if piece.isascii() and piece.isdigit() else piece)
     return tuple(parts)
 
 
