@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ class PointwiseConv3d(nn.Conv3d):
         super().__init__(in_channels, out_channels, kernel_size=1)
 
 
+@pytest.fixture
+def restore_default_registry() -> Iterator[None]:
+    """Undo registrations into the shared default registry (the schema is assembled from it)."""
+    saved = dict(LAYERS._entries)
+    yield
+    LAYERS._entries.clear()
+    LAYERS._entries.update(saved)
+    LAYERS.generation += 1
+
+
+@pytest.mark.usefixtures("restore_default_registry")
 def test_a_users_layer_is_usable_by_name_in_a_spec() -> None:
     register_layer(
         "TestPointwiseConv3d",

@@ -12,6 +12,9 @@ Exception tree::
     ├── CheckpointError(ValueError)    a checkpoint is unreadable, corrupt, unsafe or mismatched
     │   └── LoadError                  weights do not fit a model; carries the LoadReport
     │                                  (defined in video_interpreter.checkpoint)
+    ├── DiagramError(RuntimeError)     Graphviz missing or failing (video_interpreter.diagram)
+    │   └── GraphvizNotFoundError
+    ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
     └── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
 
 Every error says what failed, where, and what would be valid or what to do next.

@@ -7,14 +7,26 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import SpecError, VideoInterpreterError
-from . import _spec_commands
+from . import (
+    _checkpoint_commands,
+    _distributed_commands,
+    _spec_commands,
+    _store_commands,
+    _view_commands,
+)
 
 __all__ = ["EXIT_FAILURE", "EXIT_INVALID", "build_parser", "main"]
 
 EXIT_INVALID = 2
 EXIT_FAILURE = 1
 
-_GROUPS = (_spec_commands,)
+_GROUPS = (
+    _spec_commands,
+    _view_commands,
+    _checkpoint_commands,
+    _store_commands,
+    _distributed_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

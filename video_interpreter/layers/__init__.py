@@ -3,7 +3,7 @@
 Upstream of the spec stage: the spec schema is assembled from what is registered here.
 """
 
-from . import combinators, heads, resnet, torch_nn, transformer, video_conv
+from . import combinators, heads, mvit, resnet, s3d, swin, torch_nn, transformer, video_conv
 from ._builder import Assembled, BuildContext, assemble, build_node, build_sequence, format_shape
 from ._params import (
     BOOL,
@@ -55,9 +55,12 @@ __all__ = [
     "format_shape",
     "get_init",
     "heads",
+    "mvit",
     "register_init",
     "register_layer",
     "resnet",
+    "s3d",
+    "swin",
     "torch_nn",
     "transformer",
     "triple",

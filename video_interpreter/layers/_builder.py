@@ -29,13 +29,18 @@ def format_shape(shape: Shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
-@dataclass(frozen=True)
+@dataclass
 class BuildContext:
-    """What a combinator layer gets to build its nested nodes."""
+    """What a combinator layer gets to build its nested nodes.
+
+    A combinator that knows its output shape from its children sets ``output_shape``; the
+    builder then trusts it instead of probing the whole combinator again.
+    """
 
     in_shape: Shape
     path: tuple[PathPart, ...]
     registry: LayerRegistry = LAYERS
+    output_shape: Shape | None = None
 
     def build(
         self, node: Mapping[str, Any], *at: PathPart, in_shape: Shape | None = None
@@ -91,17 +96,19 @@ def build_node(
         raise SpecError(
             [Problem(f"{type_name} cannot take input {format_shape(in_shape)}: {exc}", path)]
         ) from exc
+    if ctx.output_shape is not None:
+        return module, ctx.output_shape
     return module, _probe(module, in_shape, path, type_name)
 
 
 def _same_shape(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    return torch.empty_like(x)
+    return x.new_empty(x.shape)
 
 
 def _norm(x: torch.Tensor, size: int, weight: torch.Tensor | None, what: str) -> torch.Tensor:
     if weight is not None and weight.shape[0] != size:
         raise RuntimeError(f"{what} expects {weight.shape[0]} channels, got {size}")
-    return torch.empty_like(x)
+    return x.new_empty(x.shape)
 
 
 def _batch_norm(
@@ -132,7 +139,7 @@ def _layer_norm(
         raise RuntimeError(
             f"layer norm over {tuple(normalized_shape)} got input {tuple(x.shape[1:])}"
         )
-    return torch.empty_like(x)
+    return x.new_empty(x.shape)
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Any = None) -> torch.Tensor:

@@ -18,7 +18,7 @@ __all__ = ["Concat", "Repeat", "Residual", "Sequential"]
 @register_layer(params={"layers": NODE_LIST}, takes_context=True)
 def Sequential(ctx: BuildContext, layers: Sequence[Mapping[str, Any]]) -> nn.Sequential:  # noqa: N802
     """Nodes applied one after another; named nodes keep their names in the state dict."""
-    module, _ = ctx.build_sequence(layers, "layers")
+    module, ctx.output_shape = ctx.build_sequence(layers, "layers")
     return module
 
 
@@ -26,7 +26,7 @@ def Sequential(ctx: BuildContext, layers: Sequence[Mapping[str, Any]]) -> nn.Seq
 def Repeat(ctx: BuildContext, times: int, layer: Mapping[str, Any]) -> nn.Sequential:  # noqa: N802
     """The same node ``times`` times in a row, each copy taking the previous one's output."""
     unnamed = {k: v for k, v in layer.items() if k != "name"}  # copies are keyed 0..times-1
-    module, _ = ctx.build_sequence([unnamed] * times, "layer")
+    module, ctx.output_shape = ctx.build_sequence([unnamed] * times, "layer")
     return module
 
 
@@ -72,9 +72,9 @@ def _residual(
             f"{format_shape(short_shape)} differ; give a `shortcut` that maps the input to the "
             "body's output (e.g. a 1x1x1 Conv3d with the body's stride)"
         )
-    act_module = None
+    act_module, ctx.output_shape = None, body_shape
     if activation is not None:
-        act_module, _ = ctx.build(activation, "activation", in_shape=body_shape)
+        act_module, ctx.output_shape = ctx.build(activation, "activation", in_shape=body_shape)
     return Residual(body_module, short_module, act_module)
 
 
@@ -118,4 +118,7 @@ def _concat(
             f"branch outputs {[format_shape(s) for s in shapes]} cannot be joined along "
             f"dimension {dim}: all other dimensions must match"
         )
+    joined = list(shapes[0])
+    joined[dim] = sum(s[dim] for s in shapes)
+    ctx.output_shape = tuple(joined)
     return Concat(modules, dim + 1)  # + 1: the batch dimension

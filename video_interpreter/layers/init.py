@@ -103,3 +103,21 @@ register_init(
         {nn.Linear: _trunc_normal_002, nn.Conv3d: _xavier_flat},
     )
 )
+register_init(
+    InitScheme(
+        "swin",
+        "linears truncated-normal (std 0.02), zero biases; relative position bias tables "
+        "truncated-normal (std 0.02) by their module; convs and norms PyTorch defaults "
+        "(torchvision's Swin transformers)",
+        {nn.Linear: _trunc_normal_002},
+    )
+)
+register_init(
+    InitScheme(
+        "mvit",
+        "linears truncated-normal (std 0.02), zero biases; class token, positions and relative "
+        "position tables truncated-normal (std 0.02) by their modules; convs and norms PyTorch "
+        "defaults (torchvision's MViT)",
+        {nn.Linear: _trunc_normal_002},
+    )
+)

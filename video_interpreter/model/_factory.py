@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
 from ..errors import BuildError, SpecError
-from ..layers import LAYERS, LayerRegistry, assemble, get_init
+from ..layers import LAYERS, InitScheme, LayerRegistry, assemble, get_init
 from ..spec import ArchitectureSpec, SpecSource, load_spec
 from ._model import VideoInterpreter
 
-__all__ = ["build_meta", "build_model", "initialize", "materialize"]
+__all__ = ["build_meta", "build_model", "initialize", "initializer_for", "materialize"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,31 +31,42 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
 
 
-def initialize(model: nn.Module, scheme: str = "torch") -> None:
-    """Initialise every parameter and buffer exactly once under ``scheme``.
+def _apply_rule(rule: Callable[[nn.Module], None], module: nn.Module) -> None:
+    rule(module)
+    if isinstance(module, nn.modules.batchnorm._NormBase):
+        module.reset_running_stats()
 
-    A module type the scheme names gets the scheme's rule; any other module with parameters or
-    buffers of its own gets its ``reset_parameters()``. A module that has neither is an error, so
-    no weight can be left uninitialised.
+
+def initializer_for(name: str, module: nn.Module, scheme: InitScheme) -> Callable[[], None] | None:
+    """What initialises ``module``'s own tensors under ``scheme`` (None: it owns none).
+
+    A module type the scheme names gets the scheme's rule; any other module gets its
+    ``reset_parameters()``. A module that owns tensors and has neither is an error, so no weight
+    can be left uninitialised.
     """
+    rule = scheme.rule_for(module)
+    if rule is not None:
+        return partial(_apply_rule, rule, module)
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        return reset  # type: ignore[no-any-return]
+    if any(True for _ in module.parameters(recurse=False)) or any(
+        True for _ in module.buffers(recurse=False)
+    ):
+        raise BuildError(
+            f"module {name or '<root>'} ({type(module).__name__}) holds tensors of its own "
+            "but has no reset_parameters(); define one so it can be initialised"
+        )
+    return None
+
+
+def initialize(model: nn.Module, scheme: str = "torch") -> None:
+    """Initialise every parameter and buffer of ``model`` exactly once under ``scheme``."""
     rules = get_init(scheme)
     for name, module in model.named_modules():
-        rule = rules.rule_for(module)
-        if rule is not None:
-            rule(module)
-            if isinstance(module, nn.modules.batchnorm._NormBase):
-                module.reset_running_stats()
-            continue
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
-            continue
-        owns = list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
-        if owns:
-            raise BuildError(
-                f"module {name or '<root>'} ({type(module).__name__}) holds tensors of its own "
-                "but has no reset_parameters(); define one so it can be initialised"
-            )
+        action = initializer_for(name, module, rules)
+        if action is not None:
+            action()
 
 
 def materialize(

@@ -1,5 +1,7 @@
 """Compose a spec through omegaconf: ``extends:`` chains, dotlist overrides, interpolation.
 
+A document with none of the three skips omegaconf, which would return it unchanged.
+
 omegaconf objects never leave this module: the result is a plain dict. Interpolation between
 values of the spec (``${input.frames}``) is allowed; resolvers (``${oc.env:HOME}`` or anything
 registered by other code) are refused before anything is resolved, so a spec cannot read the host.
@@ -7,6 +9,7 @@ registered by other code) are refused before anything is resolved, so a spec can
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -74,8 +77,19 @@ def _create(data: Mapping[str, Any], smap: SourceMap) -> DictConfig:
         raise SpecError([_omegaconf_problem(exc, smap, "cannot load")]) from exc
 
 
-def _load_chain(path: Path, stack: tuple[Path, ...]) -> tuple[DictConfig, SourceMap]:
-    data, smap = read_document(path)
+def _needs_omegaconf(data: Any) -> bool:
+    """Whether composing changes anything: a base to merge or a value to interpolate."""
+    if isinstance(data, dict):
+        return data.get("extends") is not None or any(_needs_omegaconf(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_needs_omegaconf(v) for v in data)
+    return isinstance(data, str) and "${" in data
+
+
+def _load_chain(
+    path: Path, stack: tuple[Path, ...], document: tuple[dict[str, Any], SourceMap] | None = None
+) -> tuple[DictConfig, SourceMap]:
+    data, smap = document or read_document(path)
     problems = list(_resolver_problems(data, (), smap))
     if problems:
         raise SpecError(problems)
@@ -137,12 +151,17 @@ def compose(
     """Load ``source`` with its ``extends`` chain, apply overrides, resolve interpolations."""
     if isinstance(source, Path):
         resolved = source.resolve()
-        config, smap = _load_chain(resolved, (resolved,))
+        document = read_document(resolved)
+        if not overrides and not _needs_omegaconf(document[0]):
+            return _plain(document[0]), document[1]  # omegaconf would return it unchanged
+        config, smap = _load_chain(resolved, (resolved,), document)
     else:
         smap = SourceMap({(): Location("<mapping>")})
         problems = list(_resolver_problems(dict(source), (), smap))
         if problems:
             raise SpecError(problems)
+        if not overrides and not _needs_omegaconf(dict(source)):
+            return _plain(copy.deepcopy(dict(source))), smap
         config = _create(source, smap)
     for item in overrides:
         smap = _apply_override(config, smap, item)
@@ -151,5 +170,9 @@ def compose(
     except OmegaConfBaseException as exc:
         raise SpecError([_omegaconf_problem(exc, smap, "cannot resolve interpolation")]) from exc
     assert isinstance(data, dict)
+    return _plain(data), smap
+
+
+def _plain(data: dict[Any, Any]) -> dict[str, Any]:
     data.pop("extends", None)
-    return {str(k): v for k, v in data.items()}, smap
+    return {str(k): v for k, v in data.items()}

@@ -21,6 +21,9 @@ __all__ = ["Location", "SourceMap", "read_document"]
 
 SpecPath = tuple[PathPart, ...]
 
+# libyaml's safe loader when PyYAML was built with it (several times faster), with positions too.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True)
 class Location:
@@ -154,12 +157,12 @@ def read_document(path: Path, text: str | None = None) -> tuple[dict[str, Any], 
                 ]
             ) from exc
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=_SafeLoader)
         except yaml.YAMLError:
             node = None  # valid JSON that YAML 1.1 reads differently: no positions, still valid
     else:
         try:
-            loader = yaml.SafeLoader(text)
+            loader = _SafeLoader(text)
             try:
                 node = loader.get_single_node()
                 data = loader.construct_document(node) if node is not None else None

@@ -1,0 +1,207 @@
+"""The checkpoint format: field names, what a field may hold, the metadata digest, RNG states.
+
+A ``.pth`` checkpoint is one dict of tensors and plain values (so ``torch.load(...,
+weights_only=True)`` always opens it); a ``.safetensors`` checkpoint keeps the same metadata
+fields as JSON strings in its header. Both carry a ``digest``: the sha256 of every metadata
+value and every tensor's dtype and shape, so a flipped byte in the metadata is found on load
+without reading a single weight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from functools import cache
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "METADATA_FIELDS",
+    "capture_rng_state",
+    "check_plain",
+    "content_digest",
+    "describe_tensor",
+    "now_utc",
+    "package_version",
+    "restore_rng_state",
+]
+
+FORMAT_NAME = "video_interpreter.checkpoint"
+# Bumped when a reader of an older version could misread a newer file.
+FORMAT_VERSION = 1
+
+# Metadata fields in the order they are written (both formats).
+METADATA_FIELDS = (
+    "format",
+    "format_version",
+    "name",
+    "version",
+    "fingerprint",
+    "spec",
+    "created",
+    "package_version",
+    "torch_version",
+    "epoch",
+    "step",
+    "loss",
+    "metrics",
+    "notes",
+)
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+@cache
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("video-interpreter")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_plain(value: Any, where: str) -> None:
+    """Refuse anything ``torch.load(weights_only=True)`` or JSON could not read back.
+
+    Allowed: tensors, str, int, float, bool, None, and lists, tuples and dicts (str or int
+    keys) of these.
+    """
+    # Exact types: a subclass (an IntEnum, torch's TorchVersion str) pickles as its class,
+    # which weights_only loading refuses.
+    if type(value) in _PLAIN_SCALARS or type(value) is torch.Tensor:
+        return
+    if type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            check_plain(item, f"{where}[{index}]")
+        return
+    if type(value) in (dict, OrderedDict):
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise CheckpointError(
+                    f"{where} has a key {key!r} of type {type(key).__name__}; checkpoint "
+                    "dicts may only have str or int keys"
+                )
+            check_plain(item, f"{where}[{key!r}]")
+        return
+    raise CheckpointError(
+        f"{where} holds a {type(value).__module__}.{type(value).__qualname__} "
+        f"({_short(value)}); a checkpoint keeps only tensors and plain values (str, int, float, "
+        "bool, None, lists and dicts of them) so it can be opened without running code; "
+        "convert the value or leave it out"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_tensor(tensor: torch.Tensor) -> list[Any]:
+    """What the digest records of a tensor: layout only, never its values."""
+    return [
+        "tensor",
+        str(tensor.dtype).removeprefix("torch."),
+        list(tensor.shape),
+        list(tensor.stride()),
+        tensor.storage_offset(),
+        tensor.untyped_storage().nbytes(),
+    ]
+
+
+def _describe(value: Any) -> Any:
+    """A JSON-ready, order-independent description of a value (tensors by layout)."""
+    if isinstance(value, torch.Tensor):
+        return describe_tensor(value)
+    if isinstance(value, Mapping):
+        items = sorted(((repr(k), _describe(v)) for k, v in value.items()), key=lambda kv: kv[0])
+        return ["dict", items]
+    if isinstance(value, list | tuple):
+        return ["list", [_describe(v) for v in value]]
+    if isinstance(value, float) and not math.isfinite(value):
+        return ["float", repr(value)]
+    return value
+
+
+def content_digest(content: Mapping[str, Any]) -> str:
+    """sha256 of a checkpoint's metadata and tensor layouts (not tensor values)."""
+    text = json.dumps(_describe(content), separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- RNG states (resume continues bit-identically) ------------------------------------------
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """torch CPU, Python ``random``, NumPy (when installed) and CUDA (when in use) states.
+
+    The Mersenne-Twister words are stored as int64 tensors: as pickled ints they would make
+    the weights-only unpickler the slowest part of reading a checkpoint.
+    """
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": {"version": version, "state": torch.tensor(internal), "gauss": gauss},
+        "numpy": None,
+        "cuda": None,
+    }
+    try:
+        import numpy  # optional: only its global RNG is saved
+    except ImportError:  # pragma: no cover - numpy comes with torchvision
+        pass
+    else:
+        kind, keys, pos, has_gauss, cached = numpy.random.get_state(legacy=True)
+        state["numpy"] = {
+            "kind": str(kind),
+            "keys": torch.from_numpy(numpy.asarray(keys, dtype=numpy.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        }
+    # Only when CUDA is already in use: asking would otherwise start a CUDA context.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any], where: str) -> None:
+    """Set every RNG ``capture_rng_state`` recorded back to the recorded state."""
+    try:
+        torch.set_rng_state(state["torch"].cpu())
+        python = state["python"]
+        internal = tuple(int(word) for word in python["state"].tolist())
+        random.setstate((python["version"], internal, python["gauss"]))
+        saved = state.get("numpy")
+        if saved is not None:
+            import numpy
+
+            keys = saved["keys"].cpu().numpy().astype(numpy.uint32)
+            numpy.random.set_state(
+                (saved["kind"], keys, saved["pos"], saved["has_gauss"], saved["cached_gaussian"])
+            )
+        cuda = state.get("cuda")
+        if cuda is not None and torch.cuda.is_available():
+            if len(cuda) != torch.cuda.device_count():
+                raise CheckpointError(
+                    f"{where}: saved CUDA RNG states for {len(cuda)} devices, this process sees "
+                    f"{torch.cuda.device_count()}; resume on as many devices or pass "
+                    "restore_rng=False"
+                )
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: the saved RNG state cannot be restored: {exc}") from exc

@@ -1,0 +1,150 @@
+"""Loading: ``load_model`` (architecture rebuilt from the checkpoint), ``load_checkpoint``,
+``read_metadata`` and ``resume``.
+
+``load_model`` builds the modules on the meta device, reads the weights memory-mapped and hands
+the mapped tensors to the model (``assign=True``): nothing is initialised, nothing is copied,
+and pages come from the file as the model first uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..model import VideoInterpreter, build_meta
+from ..spec import ArchitectureSpec, SpecSource, load_spec
+from ._format import restore_rng_state
+from ._read import MapLocation, PathLike, read_checkpoint
+from ._report import spec_diff
+from ._save import Stateful
+from ._types import Checkpoint, CheckpointMetadata
+from ._weights import apply_weights, unwrap_model
+
+__all__ = ["architecture_of", "load_checkpoint", "load_model", "read_metadata", "resume"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_checkpoint(
+    path: PathLike,
+    *,
+    verify: str | None = None,
+    map_location: MapLocation = None,
+    trust_pickle: bool = False,
+) -> Checkpoint:
+    """Read a checkpoint: spec, state dict, training state and metadata.
+
+    ``verify`` (a sha256 hex digest) is checked before any tensor is read. A file holding
+    arbitrary pickled objects is refused unless ``trust_pickle=True``.
+    """
+    return read_checkpoint(
+        path, verify=verify, map_location=map_location, trust_pickle=trust_pickle
+    )
+
+
+def read_metadata(path: PathLike) -> CheckpointMetadata:
+    """Everything but the tensors' values, cheaply: the header of a ``.safetensors`` file, the
+    pickled index of a ``.pth`` (tensors mapped, never read)."""
+    return read_checkpoint(path, metadata_only=True).metadata
+
+
+def architecture_of(checkpoint: Checkpoint, spec: SpecSource | None) -> ArchitectureSpec:
+    """The architecture to build: ``spec`` if given (it must match an embedded one), else the
+    embedded spec."""
+    if spec is None:
+        if checkpoint.spec is None:
+            raise CheckpointError(
+                f"{checkpoint.path} is a {checkpoint.metadata.kind.replace('_', ' ')} without an "
+                "architecture; pass spec= (a spec file, name or mapping) to say what to build"
+            )
+        return checkpoint.spec
+    resolved = load_spec(spec, check_shapes=False)
+    embedded = checkpoint.spec
+    if embedded is not None and embedded.fingerprint != resolved.fingerprint:
+        raise CheckpointError(
+            f"{checkpoint.path} holds architecture {embedded.fingerprint[:12]} "
+            f"({embedded.name}/{embedded.version}), but spec= is {resolved.fingerprint[:12]} "
+            f"({resolved.name}/{resolved.version}). Spec diff:\n"
+            f"{spec_diff(embedded, resolved, 'checkpoint', 'spec=')}"
+        )
+    return resolved
+
+
+def load_model(
+    path: PathLike,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    strict: bool = True,
+    verify: str | None = None,
+    spec: SpecSource | None = None,
+    trust_pickle: bool = False,
+) -> VideoInterpreter:
+    """Rebuild the model a checkpoint holds: architecture from its embedded spec (or ``spec=``
+    for a plain state dict), weights memory-mapped and assigned, never initialised twice.
+
+    ``device`` (default CPU) and ``dtype`` (default: the checkpoint's) place the weights.
+    """
+    checkpoint = read_checkpoint(
+        path, verify=verify, map_location=device or "cpu", trust_pickle=trust_pickle
+    )
+    architecture = architecture_of(checkpoint, spec)
+    model = build_meta(architecture)
+    apply_weights(model, checkpoint, strict=strict, keep_source_dtype=True)
+    if dtype is not None:
+        model.to(dtype=dtype)
+    logger.debug("loaded %s/%s from %s", architecture.name, architecture.version, path)
+    return model
+
+
+def resume(
+    path: PathLike,
+    model: nn.Module,
+    optimizer: Stateful | None = None,
+    scheduler: Stateful | None = None,
+    *,
+    verify: str | None = None,
+    restore_rng: bool = True,
+    trust_pickle: bool = False,
+) -> Checkpoint:
+    """Continue training from a ``.pth`` checkpoint: restore the model's weights (strictly, same
+    architecture), the optimizer's and scheduler's states and the RNG states, so training goes
+    on exactly as if it had never stopped. Returns the checkpoint (``epoch``, ``step``, ...).
+    """
+    target = unwrap_model(model)
+    device = next((t.device for t in target.state_dict().values() if not t.is_meta), None)
+    checkpoint = read_checkpoint(
+        path, verify=verify, map_location=device or "cpu", trust_pickle=trust_pickle
+    )
+    where = Path(path)
+    for name, wanted, state in (
+        ("optimizer", optimizer, checkpoint.optimizer_state_dict),
+        ("scheduler", scheduler, checkpoint.scheduler_state_dict),
+    ):
+        if wanted is not None and state is None:
+            raise CheckpointError(
+                f"{where} holds no {name} state ({checkpoint.metadata.format}, "
+                f"{checkpoint.metadata.kind}); resume needs a .pth saved with "
+                f"save_model(..., {name}=...)"
+            )
+    apply_weights(target, checkpoint, strict=True)
+    for name, stateful, state in (
+        ("optimizer", optimizer, checkpoint.optimizer_state_dict),
+        ("scheduler", scheduler, checkpoint.scheduler_state_dict),
+    ):
+        if stateful is None:
+            continue
+        try:
+            stateful.load_state_dict(state)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{where}: the saved {name} state does not fit this {type(stateful).__name__} "
+                f"(the model's weights are already restored): {exc}"
+            ) from exc
+    if restore_rng and checkpoint.rng_state is not None:
+        restore_rng_state(checkpoint.rng_state, str(where))
+    return checkpoint

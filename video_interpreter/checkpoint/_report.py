@@ -1,0 +1,201 @@
+"""``LoadReport``: what loading weights into a model did, key by key, grouped by module; the
+``LoadError`` that carries it; and ``spec_diff`` for architectures that do not match."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CheckpointError
+from ..spec import ArchitectureSpec
+
+__all__ = ["LoadError", "LoadReport", "ShapeMismatch", "module_group", "spec_diff"]
+
+Shape = tuple[int, ...]
+
+# Keys are grouped by their first two components ("backbone.layer1", "heads.action"): coarse
+# enough to read, fine enough to say where a problem is.
+_GROUP_DEPTH = 2
+
+# Report categories: how each is labelled, and which are counted on a module's summary line.
+_LABELS = {
+    "loaded": "loaded",
+    "reinitialized": "re-initialised",
+    "inflated": "inflated",
+    "missing": "missing",
+    "mismatched": "shape mismatch",
+    "remapped": "renamed",
+    "unexpected": "unexpected",
+    "dropped": "dropped",
+}
+_COUNTED = ("loaded", "reinitialized", "missing", "mismatched", "unexpected", "dropped")
+
+
+def module_group(key: str) -> str:
+    """The group a state-dict key is reported under: its module path, cut to two parts."""
+    parts = key.split(".")[:-1] or ["<root>"]
+    return ".".join(parts[:_GROUP_DEPTH])
+
+
+def _shape(shape: Shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class ShapeMismatch:
+    key: str
+    checkpoint: Shape
+    model: Shape
+
+    def __str__(self) -> str:
+        return f"{self.key}: checkpoint {_shape(self.checkpoint)}, model {_shape(self.model)}"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """The outcome of ``load_weights``: every key of model and source accounted for.
+
+    ``loaded``: model keys given a tensor from the source; ``missing``: model keys the source
+    lacks; ``unexpected``: source keys the model lacks; ``mismatched``: keys in both with
+    different shapes; ``reinitialized``: model keys declared by ``reinit`` (initialised afresh,
+    any source tensor ignored); ``remapped``: source key -> model key renames by ``key_map``;
+    ``dropped``: source keys dropped on purpose (``key_map`` returned None, or ``reinit``
+    replaced them); ``inflated``: 2D weights inflated to 3D; ``notes``: prefixes stripped and
+    other adjustments; ``spec_diff``: how the model's architecture differs from the
+    checkpoint's, when it does and that was declared.
+    """
+
+    source: str
+    target: str
+    loaded: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[ShapeMismatch, ...] = ()
+    reinitialized: tuple[str, ...] = ()
+    remapped: Mapping[str, str] = field(default_factory=dict)
+    dropped: tuple[str, ...] = ()
+    inflated: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    # key -> (checkpoint shape, model shape), for printing
+    shapes: Mapping[str, tuple[Shape | None, Shape | None]] = field(
+        default_factory=dict, repr=False
+    )
+    spec_diff: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing, unexpected or of the wrong shape."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def by_module(self) -> dict[str, dict[str, list[str]]]:
+        """``{group: {category: [keys]}}``, groups in model order, then source-only groups."""
+        groups: dict[str, dict[str, list[str]]] = {}
+        for kind, keys in (
+            ("loaded", self.loaded),
+            ("reinitialized", self.reinitialized),
+            ("inflated", self.inflated),
+            ("missing", self.missing),
+            ("mismatched", [m.key for m in self.mismatched]),
+            ("remapped", list(self.remapped.values())),
+            ("unexpected", self.unexpected),
+            ("dropped", self.dropped),
+        ):
+            for key in keys:
+                groups.setdefault(module_group(key), {}).setdefault(kind, []).append(key)
+        return groups
+
+    def summary(self) -> str:
+        """One line: source -> target and how many keys fell in each category."""
+        mismatches = len(self.mismatched)
+        counts = [
+            f"{len(self.loaded)} loaded",
+            f"{len(self.missing)} missing",
+            f"{len(self.unexpected)} unexpected",
+            f"{mismatches} shape mismatch{'es' if mismatches != 1 else ''}",
+        ]
+        for count, label in (
+            (len(self.reinitialized), "re-initialised"),
+            (len(self.remapped), "renamed"),
+            (len(self.inflated), "inflated"),
+            (len(self.dropped), "dropped"),
+        ):
+            if count:
+                counts.append(f"{count} {label}")
+        return f"{self.source} -> {self.target}: " + ", ".join(counts)
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        lines += [f"  note: {note}" for note in self.notes]
+        mismatch = {m.key: m for m in self.mismatched}
+        renamed_from = {target: source for source, target in self.remapped.items()}
+        groups = self.by_module()
+        width = max((len(g) for g in groups), default=0)
+        for group, kinds in groups.items():
+            tally = ", ".join(
+                f"{len(keys)} {_LABELS[kind]}" for kind, keys in kinds.items() if kind in _COUNTED
+            )
+            lines.append(f"  {group:<{width}}  {tally}".rstrip())
+            for kind, keys in kinds.items():
+                for key in keys:
+                    detail = self._detail(kind, key, mismatch, renamed_from)
+                    if detail:
+                        lines.append(f"      {_LABELS[kind]:<15} {detail}")
+        if self.spec_diff:
+            lines.append("  the architecture differs from the checkpoint's:")
+            lines += [f"    {line}" for line in self.spec_diff.splitlines()]
+        return "\n".join(lines)
+
+    def _detail(
+        self,
+        kind: str,
+        key: str,
+        mismatch: Mapping[str, ShapeMismatch],
+        renamed_from: Mapping[str, str],
+    ) -> str | None:
+        source_shape, model_shape = self.shapes.get(key, (None, None))
+        if kind == "loaded":
+            return None  # counted, not listed
+        if kind == "mismatched":
+            return str(mismatch[key])
+        if kind == "remapped":
+            return f"{renamed_from[key]} -> {key}"
+        if kind == "reinitialized":
+            if source_shape is None:
+                return f"{key} {_shape(model_shape or ())} (not in the checkpoint)"
+            return f"{key} checkpoint {_shape(source_shape)} -> model {_shape(model_shape or ())}"
+        if kind == "inflated":
+            return f"{key} {_shape(source_shape or ())} -> {_shape(model_shape or ())}"
+        shape = model_shape if kind == "missing" else source_shape
+        return f"{key} {_shape(shape)}" if shape is not None else key
+
+
+class LoadError(CheckpointError):
+    """Weights do not fit the model under the requested strictness; ``.report`` says how."""
+
+    def __init__(self, report: LoadReport, hint: str = "") -> None:
+        self.report = report
+        text = f"weights do not fit the model: {report}"
+        if hint:
+            text += f"\n{hint}"
+        super().__init__(text)
+
+
+def _as_yaml(spec: ArchitectureSpec | Mapping[str, Any]) -> str:
+    if not isinstance(spec, ArchitectureSpec):
+        spec = ArchitectureSpec.from_resolved(dict(spec))
+    return spec.to_yaml()
+
+
+def spec_diff(
+    a: ArchitectureSpec | Mapping[str, Any],
+    b: ArchitectureSpec | Mapping[str, Any],
+    a_label: str = "checkpoint",
+    b_label: str = "model",
+) -> str:
+    """A unified diff of two specs' YAML (empty when they are the same)."""
+    lines = difflib.unified_diff(
+        _as_yaml(a).splitlines(), _as_yaml(b).splitlines(), a_label, b_label, lineterm=""
+    )
+    return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""``save_model``: a model, its spec and (in ``.pth``) its training state, written atomically.
+
+The format follows the suffix: ``.pth`` (or ``.pt``) is one dict of tensors and plain values
+that ``torch.load(weights_only=True)`` opens, holding the seed's fields (``epoch``,
+``model_state_dict``, ``optimizer_state_dict``, ``loss``) and the metadata; ``.safetensors``
+holds the weights, with the same metadata as JSON strings in its header, and no training state.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, Protocol, cast
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..spec import ArchitectureSpec
+from ._atomic import HashingWriter, atomic_write
+from ._format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    capture_rng_state,
+    check_plain,
+    content_digest,
+    now_utc,
+    package_version,
+)
+from ._safetensors import write_safetensors
+from ._types import SavedCheckpoint
+from ._weights import unwrap_model
+
+__all__ = ["Stateful", "checkpoint_format", "save_model", "write_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+_SUFFIXES = {".pth": "pth", ".pt": "pth", ".safetensors": "safetensors"}
+
+
+class Stateful(Protocol):
+    """An optimizer or learning-rate scheduler: anything with ``state_dict()``."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state_dict: Any, /) -> Any: ...
+
+
+def checkpoint_format(path: Path) -> str:
+    """``"pth"`` or ``"safetensors"``, from the file name's suffix."""
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise CheckpointError(
+            f"cannot tell the checkpoint format of {path.name!r} from its suffix "
+            f"{path.suffix!r}; use one of {', '.join(_SUFFIXES)}"
+        )
+    return fmt
+
+
+def _plain_number(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise CheckpointError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+
+
+def _plain_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise CheckpointError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+
+
+def _plain_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (metrics or {}).items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"metric names must be strings, got {key!r}")
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool):
+            value = bool(value)
+        elif isinstance(value, numbers.Integral):
+            value = int(value)  # numpy and enum integers too
+        elif isinstance(value, numbers.Real):
+            value = float(value)
+        elif isinstance(value, str):
+            value = str(value)
+        if value is not None and type(value) not in (str, int, float, bool):
+            raise CheckpointError(
+                f"metric {key!r} is a {type(value).__name__}; metrics hold numbers, strings, "
+                "booleans or None"
+            )
+        out[key] = value
+    return out
+
+
+def write_checkpoint(
+    path: Path,
+    *,
+    spec: ArchitectureSpec,
+    state_dict: Mapping[str, torch.Tensor],
+    optimizer_state: Mapping[str, Any] | None = None,
+    scheduler_state: Mapping[str, Any] | None = None,
+    rng_state: Mapping[str, Any] | None = None,
+    epoch: Any = None,
+    step: Any = None,
+    loss: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    notes: str | None = None,
+    created: str | None = None,
+) -> SavedCheckpoint:
+    """Write a checkpoint of ``spec`` + ``state_dict`` (+ training state, ``.pth`` only)."""
+    fmt = checkpoint_format(path)
+    if any(t.is_meta for t in state_dict.values()):
+        raise CheckpointError(
+            f"cannot save {path.name}: the model's tensors are on the meta device (no weights); "
+            "materialise or load it first"
+        )
+    if notes is not None and not isinstance(notes, str):
+        raise CheckpointError(f"notes must be a string, got {type(notes).__name__}")
+    notes = str(notes) if notes is not None else None
+    fields: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "name": str(spec.name),
+        "version": str(spec.version),
+        "fingerprint": spec.fingerprint,
+        "spec": spec.to_dict(),
+        "created": created or now_utc(),
+        "package_version": package_version(),
+        "torch_version": str(torch.__version__),  # a str subclass, refused by weights_only
+        "epoch": _plain_int(epoch, "epoch"),
+        "step": _plain_int(step, "step"),
+        "loss": _plain_number(loss, "loss"),
+        "metrics": _plain_metrics(metrics),
+        "notes": notes,
+    }
+    if fmt == "safetensors":
+        held = [n for n, s in (("optimizer", optimizer_state), ("scheduler", scheduler_state)) if s]
+        if held:
+            raise CheckpointError(
+                f"{path.name}: a .safetensors checkpoint holds weights only, not "
+                f"{' or '.join(held)} state; save training checkpoints as .pth"
+            )
+        _refuse_shared_storage(path, state_dict)
+        with atomic_write(path) as sink:
+            write_safetensors(sink, state_dict, fields)
+    else:
+        payload: dict[str, Any] = {
+            **fields,
+            "model_state_dict": dict(state_dict),
+            "optimizer_state_dict": optimizer_state,
+            "scheduler_state_dict": scheduler_state,
+            "rng_state": rng_state,
+        }
+        for name in ("optimizer_state_dict", "scheduler_state_dict", "rng_state"):
+            check_plain(payload[name], name)
+        payload["digest"] = content_digest(payload)
+        with atomic_write(path) as sink:
+            _torch_save(payload, sink)
+    saved = SavedCheckpoint(path, sink.hexdigest(), sink.size, spec.fingerprint)
+    logger.info("saved %s (%d bytes, sha256 %s)", path, saved.size_bytes, saved.sha256[:12])
+    return saved
+
+
+def _torch_save(payload: Mapping[str, Any], sink: HashingWriter) -> None:
+    try:
+        torch.save(payload, cast(IO[bytes], sink))  # torch only calls write()
+    except RuntimeError as exc:
+        # When an error (or Ctrl-C) interrupts it, torch's zip writer still tries to finish the
+        # archive on the way out and raises its own RuntimeError, hiding the real cause.
+        original = exc.__context__
+        if original is not None and "inline_container" in str(exc):
+            raise original from None
+        raise
+
+
+def _refuse_shared_storage(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
+    seen: dict[tuple[torch.device, int], str] = {}
+    for key, tensor in state_dict.items():
+        if tensor.numel() == 0:
+            continue
+        where = (tensor.device, tensor.untyped_storage().data_ptr())
+        if where in seen:
+            raise CheckpointError(
+                f"{path.name}: {seen[where]!r} and {key!r} share memory (tied weights), which "
+                ".safetensors cannot express; save as .pth, which keeps the tie"
+            )
+        seen[where] = key
+
+
+def save_model(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    optimizer: Stateful | None = None,
+    scheduler: Stateful | None = None,
+    epoch: int | None = None,
+    step: int | None = None,
+    loss: float | torch.Tensor | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    notes: str | None = None,
+) -> SavedCheckpoint:
+    """Save ``model`` (a ``VideoInterpreter``, possibly wrapped by DDP or torch.compile) with its
+    spec and metadata; with ``optimizer``/``scheduler`` (``.pth`` only) also their states and
+    the RNG states, so ``resume`` continues training bit-identically.
+
+    The write is atomic and hashed: the returned ``sha256`` is of the bytes written.
+    """
+    path = Path(path)
+    target = unwrap_model(model)
+    spec = getattr(target, "spec", None)
+    if not isinstance(spec, ArchitectureSpec):
+        raise CheckpointError(
+            f"cannot save {type(target).__name__} to {path.name}: a checkpoint embeds the "
+            "model's ArchitectureSpec, and this model has none (build it with build_model); "
+            "for other modules, torch.save(module.state_dict(), ...)"
+        )
+    pth = checkpoint_format(path) == "pth"
+    return write_checkpoint(
+        path,
+        spec=spec,
+        state_dict=target.state_dict(),
+        optimizer_state=optimizer.state_dict() if optimizer is not None else None,
+        scheduler_state=scheduler.state_dict() if scheduler is not None else None,
+        rng_state=capture_rng_state() if pth else None,
+        epoch=epoch,
+        step=step,
+        loss=loss,
+        metrics=metrics,
+        notes=notes,
+    )

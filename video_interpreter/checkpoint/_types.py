@@ -1,0 +1,119 @@
+"""What saving returns and what reading gives back: ``SavedCheckpoint``, ``CheckpointMetadata``
+and ``Checkpoint``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..spec import ArchitectureSpec
+
+__all__ = ["Checkpoint", "CheckpointMetadata", "SavedCheckpoint"]
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """A file ``save_model`` wrote: where, its sha256 (hashed while writing), size, and the
+    fingerprint of the architecture it holds."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """Everything a checkpoint says about itself except its tensors' values.
+
+    ``kind`` is ``"video_interpreter"`` (this package's format, spec embedded), ``"training"``
+    (a dict with ``model_state_dict``, no spec), ``"state_dict"`` (tensors only) or
+    ``"pickled_model"`` (a whole module, opened with ``trust_pickle=True``). Fields a kind does
+    not carry are None.
+    """
+
+    path: Path
+    format: str  # "pth" or "safetensors"
+    kind: str
+    size_bytes: int
+    tensor_count: int
+    tensor_bytes: int
+    format_version: int | None = None
+    name: str | None = None
+    version: str | None = None
+    fingerprint: str | None = None
+    spec: Mapping[str, Any] | None = None
+    created: str | None = None
+    package_version: str | None = None
+    torch_version: str | None = None
+    epoch: int | None = None
+    step: int | None = None
+    loss: float | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    notes: str | None = None
+    has_optimizer: bool = False
+    has_scheduler: bool = False
+    has_rng_state: bool = False
+
+    @property
+    def training_state(self) -> tuple[str, ...]:
+        """The training state held besides the weights, e.g. ``("optimizer", "rng")``."""
+        held = (
+            ("optimizer", self.has_optimizer),
+            ("scheduler", self.has_scheduler),
+            ("rng", self.has_rng_state),
+        )
+        return tuple(name for name, present in held if present)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the path as a string)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["path"] = str(self.path)
+        out["metrics"] = dict(self.metrics)
+        out["spec"] = dict(self.spec) if self.spec is not None else None
+        out["training_state"] = list(self.training_state)
+        return out
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read into memory (tensors memory-mapped where the format allows).
+
+    ``spec`` is the embedded architecture (None for a plain state dict). ``epoch``, ``step``,
+    ``loss``, ``metrics`` and ``notes`` are read from ``metadata``.
+    """
+
+    metadata: CheckpointMetadata
+    spec: ArchitectureSpec | None
+    state_dict: dict[str, torch.Tensor]
+    optimizer_state_dict: dict[str, Any] | None = None
+    scheduler_state_dict: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.metadata.path
+
+    @property
+    def epoch(self) -> int | None:
+        return self.metadata.epoch
+
+    @property
+    def step(self) -> int | None:
+        return self.metadata.step
+
+    @property
+    def loss(self) -> float | None:
+        return self.metadata.loss
+
+    @property
+    def metrics(self) -> Mapping[str, Any]:
+        return self.metadata.metrics
+
+    @property
+    def notes(self) -> str | None:
+        return self.metadata.notes

@@ -1,0 +1,133 @@
+"""``inspect`` and ``convert``: checkpoints from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import (
+    CheckpointMetadata,
+    convert_checkpoint,
+    import_state_dict,
+    read_metadata,
+    sha256_file,
+)
+
+__all__ = ["register"]
+
+_LIBRARIES = ("torchvision",)
+
+
+def register(commands: Any) -> None:
+    inspect = commands.add_parser(
+        "inspect", help="show what a checkpoint holds (architecture, metrics, training state)"
+    )
+    inspect.add_argument("checkpoint", type=Path, metavar="CKPT")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.add_argument("--sha256", action="store_true", help="also hash the file")
+    inspect.set_defaults(handler=_inspect)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert between .pth and .safetensors, or import another library's weights",
+        description=(
+            "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
+            "convert --from torchvision ARCH IN OUT: import a torchvision state dict of ARCH "
+            "(keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the spec ARCH."
+        ),
+    )
+    convert.add_argument("paths", nargs="+", metavar="[ARCH] IN OUT")
+    convert.add_argument(
+        "--from", dest="library", choices=_LIBRARIES, help="import another library's state dict"
+    )
+    convert.add_argument(
+        "--spec", help="the architecture of a plain state dict (spec file or name)"
+    )
+    convert.add_argument(
+        "--drop-training-state",
+        action="store_true",
+        help="allow dropping optimizer/scheduler state (required when writing .safetensors)",
+    )
+    convert.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="open a file holding arbitrary pickled objects (can run code: trusted files only)",
+    )
+    convert.set_defaults(handler=_convert, parser=convert)
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} B"  # unreachable
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    meta: CheckpointMetadata = read_metadata(args.checkpoint)
+    digest = sha256_file(args.checkpoint) if args.sha256 else None
+    if args.json:
+        out = meta.to_dict()
+        if digest:
+            out["sha256"] = digest
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    rows: list[tuple[str, str]] = [
+        ("file", f"{meta.path} ({_size(meta.size_bytes)}, {meta.format})"),
+        ("kind", meta.kind + (f" (format {meta.format_version})" if meta.format_version else "")),
+    ]
+    if meta.name is not None:
+        rows.append(("architecture", f"{meta.name} {meta.version}"))
+    if meta.fingerprint is not None:
+        rows.append(("fingerprint", meta.fingerprint))
+    if meta.created is not None:
+        rows.append(("created", meta.created))
+    if meta.package_version is not None:
+        rows.append(
+            ("written by", f"video-interpreter {meta.package_version}, torch {meta.torch_version}")
+        )
+    for label, number in (("epoch", meta.epoch), ("step", meta.step), ("loss", meta.loss)):
+        if number is not None:
+            rows.append((label, str(number)))
+    if meta.metrics:
+        rows.append(("metrics", ", ".join(f"{k}={v}" for k, v in meta.metrics.items())))
+    if meta.notes:
+        rows.append(("notes", meta.notes))
+    rows.append(("tensors", f"{meta.tensor_count} ({_size(meta.tensor_bytes)})"))
+    rows.append(("training state", ", ".join(meta.training_state) or "none (weights only)"))
+    if digest:
+        rows.append(("sha256", digest))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    if args.library:
+        if len(args.paths) != 3:
+            parser.error(f"convert --from {args.library} takes ARCH IN OUT")
+        architecture, source, destination = args.paths
+        saved, report = import_state_dict(architecture, source, destination, library=args.library)
+        print(report.summary())
+    else:
+        if len(args.paths) != 2:
+            parser.error("convert takes IN OUT (or --from LIBRARY ARCH IN OUT)")
+        source, destination = args.paths
+        saved = convert_checkpoint(
+            source,
+            destination,
+            spec=args.spec,
+            drop_training_state=args.drop_training_state,
+            trust_pickle=args.trust_pickle,
+        )
+    print(f"wrote {saved.path} ({_size(saved.size_bytes)}, sha256 {saved.sha256})")
+    if args.drop_training_state and Path(destination).suffix == ".safetensors":
+        print("note: optimizer and scheduler state were not carried over", file=sys.stderr)
+    return 0

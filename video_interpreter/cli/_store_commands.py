@@ -1,0 +1,246 @@
+"""``models list|best|show|prune|pin|unpin|sync|verify|readme``: the saved-models store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..store import DEFAULT_ROOT, Entry, ModelStore, format_value
+
+__all__ = ["register"]
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def register(commands: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help=f"the store's directory (default {DEFAULT_ROOT})",
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument("--name", help="only this model name")
+    which.add_argument("--version", dest="model_version", help="only this model version")
+
+    models = commands.add_parser("models", help="the saved-models store and its registry")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", parents=[common, which], help="list recorded files")
+    listing.add_argument("--kind", choices=("model", "checkpoint"), help="only this kind")
+    listing.set_defaults(handler=_list)
+
+    best = actions.add_parser("best", parents=[common, which], help="the best model of each")
+    best.set_defaults(handler=_best)
+
+    show = actions.add_parser("show", parents=[common], help="every field of one file")
+    show.add_argument("file", metavar="FILE", help="a file name in the store (or its path)")
+    show.set_defaults(handler=_show)
+
+    prune = actions.add_parser(
+        "prune", parents=[common, which], help="remove all but the last N (never best/pinned)"
+    )
+    prune.add_argument("--keep-last", type=_count, required=True, metavar="N")
+    prune.add_argument("--kind", choices=("model", "checkpoint"), help="only prune this kind")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    prune.set_defaults(handler=_prune)
+
+    for verb, text in (("pin", "keep a file through every prune"), ("unpin", "undo pin")):
+        pin = actions.add_parser(verb, parents=[common], help=text)
+        pin.add_argument("file", metavar="FILE")
+        pin.set_defaults(handler=_pin, pinned=verb == "pin")
+
+    sync = actions.add_parser(
+        "sync", parents=[common], help="rebuild the registry from the files' metadata"
+    )
+    sync.add_argument(
+        "--accept-changed",
+        action="store_true",
+        help="re-record files whose bytes changed (otherwise they stay refused)",
+    )
+    sync.set_defaults(handler=_sync)
+
+    verify = actions.add_parser(
+        "verify", parents=[common], help="report files missing, changed or unrecorded (exit 1)"
+    )
+    verify.add_argument(
+        "--no-hash", action="store_true", help="compare sizes only (fast; misses same-size edits)"
+    )
+    verify.set_defaults(handler=_verify)
+
+    readme = actions.add_parser(
+        "readme", parents=[common], help="regenerate the registry table in a README"
+    )
+    readme.add_argument(
+        "-o", "--output", type=Path, default=Path("models/README.md"), help="the README to update"
+    )
+    readme.set_defaults(handler=_readme)
+
+
+def _open(args: argparse.Namespace, *, create: bool = False) -> ModelStore:
+    return ModelStore(args.root, create=create)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, allow_nan=True))
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _table(entries: Sequence[Entry]) -> str:
+    header = ("FILE", "KIND", "EPOCH", "METRIC", "DATE", "SIZE", "SHA256", "FLAGS")
+    rows = [header]
+    for e in entries:
+        metric = f"{e.metric}={format_value(e.value)}" if e.metric and e.value is not None else ""
+        flags = ",".join(flag for flag, on in (("best", e.is_best), ("pinned", e.pinned)) if on)
+        epoch = "" if e.epoch is None else str(e.epoch)
+        rows.append(
+            (e.file, e.kind, epoch, metric, e.date, _size(e.size_bytes), e.sha256[:12], flags)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = _open(args)
+    entries = store.find(args.name, args.model_version, kind=args.kind)
+    if args.json:
+        _print_json([e.to_dict() for e in entries])
+    elif entries:
+        print(_table(entries))
+    else:
+        print(f"no files recorded in {store.root}")
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    store = _open(args)
+    entries = [
+        e
+        for e in store.bests()
+        if (args.name is None or e.name == args.name)
+        and (args.model_version is None or e.version == args.model_version)
+    ]
+    if args.json:
+        _print_json(
+            [e.to_dict() | {"best_path": str(store.best_path(e.name, e.version))} for e in entries]
+        )
+        return 0
+    if not entries:
+        print(f"no best model recorded in {store.root}", file=sys.stderr)
+        return 1
+    for e in entries:
+        value = "" if e.value is None else format_value(e.value)
+        print(f"{e.name} {e.version}: {e.file} ({e.metric} {value})")
+        print(f"  {store.best_path(e.name, e.version)}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    entry = _open(args).get(args.file)
+    data = entry.to_dict()
+    if args.json:
+        _print_json(data)
+        return 0
+    width = max(len(key) for key in data)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        print(f"{key:<{width}}  {'-' if value is None or value == '' else value}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    store = _open(args)
+    result = store.prune(
+        args.keep_last,
+        name=args.name,
+        version=args.model_version,
+        kind=args.kind,
+        dry_run=args.dry_run,
+    )
+    if args.json:
+        _print_json(
+            {
+                "dry_run": result.dry_run,
+                "removed": [e.file for e in result.removed],
+                "kept": [e.file for e in result.kept],
+            }
+        )
+        return 0
+    verb = "would remove" if result.dry_run else "removed"
+    for entry in result.removed:
+        print(f"{verb}  {entry.file}")
+    print(f"{verb} {len(result.removed)} file(s), kept {len(result.kept)}")
+    return 0
+
+
+def _pin(args: argparse.Namespace) -> int:
+    store = _open(args)
+    entry = store.pin(args.file) if args.pinned else store.unpin(args.file)
+    if args.json:
+        _print_json(entry.to_dict())
+    else:
+        print(f"{'pinned' if entry.pinned else 'unpinned'} {entry.file}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    store = _open(args, create=True)
+    report = store.sync(accept_changed=args.accept_changed)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        changes = report.to_dict()
+        problems = changes.pop("problems")
+        for what, files in changes.items():
+            for file in files:
+                print(f"{what.replace('_', ' ')}  {file}")
+        for problem in problems:
+            print(f"problem  {problem['file']}: {problem['message']}", file=sys.stderr)
+        if not any(changes.values()) and not problems:
+            print(f"{store.root}: registry already matches the files")
+    return 1 if report.problems else 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    store = _open(args)
+    problems = store.verify(hashes=not args.no_hash)
+    if args.json:
+        _print_json([p.to_dict() for p in problems])
+    elif problems:
+        for problem in problems:
+            print(f"{problem.kind:<9}  {problem}")
+    else:
+        print(f"{store.root}: {len(store.list())} files, all as recorded")
+    return 1 if problems else 0
+
+
+def _readme(args: argparse.Namespace) -> int:
+    path = _open(args).write_readme(args.output)
+    print(f"wrote the registry table to {path}")
+    return 0

@@ -1,0 +1,65 @@
+"""The saved-models store: ``models/saved_models/`` with a naming convention, a best model,
+retention and a SQLite registry; the last stage of the flow (it uses ``checkpoint``).
+
+::
+
+    store = ModelStore("models/saved_models")
+    entry = store.save(model, metrics={"acc": 0.95})    # video_interpreter_v1_acc_0.95.pth
+    store.save_checkpoint(model, epoch=3, optimizer=opt) # video_interpreter_v1_epoch_0003.pth
+    store.best()                                         # also video_interpreter_v1_best.pth
+    model = store.load(entry)                            # sha256 checked against the registry
+    store.prune(keep_last=3)                             # never the best, never a pinned file
+    store.write_readme("models/README.md")               # the registry table
+
+File names: see ``_naming`` (``{name}_{version}_{metric}_{value}.pth``, 4 decimal places,
+trailing zeros stripped; a taken name gets ``-2``, ``-3``...). The files are the source of truth:
+the registry is rebuilt from their embedded metadata by ``sync``; ``verify`` reports what
+disagrees.
+"""
+
+from ._naming import (
+    ParsedName,
+    best_name,
+    checkpoint_name,
+    format_value,
+    model_name,
+    parse_name,
+    sanitize_metric,
+    sanitize_name,
+    sanitize_version,
+)
+from ._readme import END_MARKER, START_MARKER, render_table, replace_table
+from ._registry import Entry
+from ._store import (
+    DEFAULT_ROOT,
+    REGISTRY_FILE,
+    EntryRef,
+    ModelStore,
+    PruneResult,
+    StoreProblem,
+    SyncReport,
+)
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "END_MARKER",
+    "REGISTRY_FILE",
+    "START_MARKER",
+    "Entry",
+    "EntryRef",
+    "ModelStore",
+    "ParsedName",
+    "PruneResult",
+    "StoreProblem",
+    "SyncReport",
+    "best_name",
+    "checkpoint_name",
+    "format_value",
+    "model_name",
+    "parse_name",
+    "render_table",
+    "replace_table",
+    "sanitize_metric",
+    "sanitize_name",
+    "sanitize_version",
+]

@@ -1,0 +1,345 @@
+"""The store's registry: an embedded SQLite database recording every file the store wrote.
+
+One row per saved model or training checkpoint (``entries``) and one row per model name and
+version saying which saved model is the best by which metric (``best``). The database is an
+index, not the truth: every field of a row is also in its file's embedded metadata, so
+``ModelStore.sync`` can rebuild it. Pins (files retention must keep) live only here.
+
+Each call opens its own connection (safe across ``fork`` and threads); writes run in
+``BEGIN IMMEDIATE`` transactions under WAL with a busy timeout, so concurrent writers queue
+instead of failing or losing rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from ..errors import StoreError
+
+__all__ = ["BestRecord", "Entry", "EntryKind", "Mode", "Registry", "RegistryRow"]
+
+EntryKind = Literal["model", "checkpoint"]
+Mode = Literal["max", "min"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    file        TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL CHECK (kind IN ('model', 'checkpoint')),
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    metric      TEXT,
+    value       REAL,
+    metrics     TEXT NOT NULL DEFAULT '{}',
+    epoch       INTEGER,
+    step        INTEGER,
+    loss        REAL,
+    created     TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    notes       TEXT NOT NULL DEFAULT '',
+    pinned      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS entries_by_model ON entries (name, version, kind);
+CREATE TABLE IF NOT EXISTS best (
+    name    TEXT NOT NULL,
+    version TEXT NOT NULL,
+    metric  TEXT NOT NULL,
+    mode    TEXT NOT NULL CHECK (mode IN ('max', 'min')),
+    file    TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+"""
+_COLUMNS = (
+    "file",
+    "kind",
+    "name",
+    "version",
+    "metric",
+    "value",
+    "metrics",
+    "epoch",
+    "step",
+    "loss",
+    "created",
+    "sha256",
+    "size_bytes",
+    "fingerprint",
+    "notes",
+    "pinned",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file in the store, as the registry records it.
+
+    ``metric``/``value`` are the monitored metric of a saved model (None for a checkpoint);
+    ``metrics`` holds every metric given at save time; ``created`` is ISO 8601 in UTC.
+    """
+
+    path: Path
+    kind: EntryKind
+    name: str
+    version: str
+    metric: str | None
+    value: float | None
+    metrics: Mapping[str, float]
+    epoch: int | None
+    step: int | None
+    loss: float | None
+    created: str
+    sha256: str
+    size_bytes: int
+    fingerprint: str
+    notes: str = ""
+    pinned: bool = False
+    best_by: str | None = None  # the metric that makes this the best model; None if it is not
+
+    def __hash__(self) -> int:  # metrics is a mapping; path and content identify an entry
+        return hash((self.path, self.sha256))
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+    @property
+    def date(self) -> str:
+        return self.created[:10]
+
+    @property
+    def is_best(self) -> bool:
+        return self.best_by is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (``path`` as a string)."""
+        return {
+            "file": self.file,
+            "path": str(self.path),
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "metric": self.metric,
+            "value": self.value,
+            "metrics": dict(self.metrics),
+            "epoch": self.epoch,
+            "step": self.step,
+            "loss": self.loss,
+            "created": self.created,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "fingerprint": self.fingerprint,
+            "notes": self.notes,
+            "pinned": self.pinned,
+            "is_best": self.is_best,
+            "best_by": self.best_by,
+        }
+
+
+@dataclass(frozen=True)
+class RegistryRow:
+    """What is written for a new file (an ``Entry`` without its derived fields)."""
+
+    file: str
+    kind: EntryKind
+    name: str
+    version: str
+    metric: str | None
+    value: float | None
+    metrics: Mapping[str, float]
+    epoch: int | None
+    step: int | None
+    loss: float | None
+    created: str
+    sha256: str
+    size_bytes: int
+    fingerprint: str
+    notes: str = ""
+    pinned: bool = False
+
+    def values(self) -> tuple[Any, ...]:
+        metrics = json.dumps(dict(self.metrics), sort_keys=True, allow_nan=True)
+        return (
+            self.file,
+            self.kind,
+            self.name,
+            self.version,
+            self.metric,
+            self.value,
+            metrics,
+            self.epoch,
+            self.step,
+            self.loss,
+            self.created,
+            self.sha256,
+            self.size_bytes,
+            self.fingerprint,
+            self.notes,
+            int(self.pinned),
+        )
+
+
+@dataclass(frozen=True)
+class BestRecord:
+    """Which saved model is the best of ``name``/``version``, by ``metric`` and ``mode``."""
+
+    name: str
+    version: str
+    metric: str
+    mode: Mode
+    file: str
+
+    def better(self, value: float, than: float) -> bool:
+        """Strictly better: on a tie the model saved first stays the best."""
+        return value > than if self.mode == "max" else value < than
+
+
+@dataclass
+class Registry:
+    """The SQLite database at ``path`` (created with its tables on first use)."""
+
+    path: Path
+    root: Path
+    timeout: float = 60.0
+    _ready: bool = field(default=False, repr=False)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the registry {self.path}: {exc}") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not self._ready:
+                self._create(conn)
+            yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"registry {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        # WAL lets readers go on while one process writes; it is a property of the file, set once.
+        conn.execute("PRAGMA journal_mode = WAL")
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > _SCHEMA_VERSION:
+            raise StoreError(
+                f"registry {self.path} has schema version {found}, newer than this package's "
+                f"{_SCHEMA_VERSION}; upgrade video_interpreter, or run `video-interpreter models "
+                "sync` with a fresh registry file"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self._ready = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything in it is recorded, or nothing is."""
+        with self.connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- rows -> entries ----------------------------------------------------------------------
+    def _entry(self, row: sqlite3.Row, best_files: Mapping[str, str]) -> Entry:
+        metrics = json.loads(row["metrics"])
+        return Entry(
+            path=self.root / row["file"],
+            kind=row["kind"],
+            name=row["name"],
+            version=row["version"],
+            metric=row["metric"],
+            value=row["value"],
+            metrics=MappingProxyType({str(k): float(v) for k, v in metrics.items()}),
+            epoch=row["epoch"],
+            step=row["step"],
+            loss=row["loss"],
+            created=row["created"],
+            sha256=row["sha256"],
+            size_bytes=row["size_bytes"],
+            fingerprint=row["fingerprint"],
+            notes=row["notes"],
+            pinned=bool(row["pinned"]),
+            best_by=best_files.get(row["file"]),
+        )
+
+    def entries(
+        self,
+        conn: sqlite3.Connection,
+        where: str = "",
+        params: tuple[Any, ...] = (),
+        *,
+        by_save_time: bool = False,
+    ) -> list[Entry]:
+        """Entries in retention order: by model, kind (saved models first), epoch (numerically;
+        none first), then save time; or, ``by_save_time``, in the order they were saved."""
+        best_files = {r["file"]: r["metric"] for r in conn.execute("SELECT file, metric FROM best")}
+        order = (
+            "created, id"
+            if by_save_time
+            else "name, version, kind DESC, COALESCE(epoch, -1), created, id"
+        )
+        rows = conn.execute(f"SELECT * FROM entries {where} ORDER BY {order}", params)
+        return [self._entry(row, best_files) for row in rows]
+
+    def insert(self, conn: sqlite3.Connection, row: RegistryRow) -> None:
+        marks = ", ".join("?" for _ in _COLUMNS)
+        conn.execute(f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({marks})", row.values())
+
+    def update(self, conn: sqlite3.Connection, row: RegistryRow) -> None:
+        """Re-record ``row.file`` as ``row`` says, keeping its id (save order) and pin."""
+        columns = [c for c in _COLUMNS if c not in ("file", "pinned")]
+        values = dict(zip(_COLUMNS, row.values(), strict=True))
+        conn.execute(
+            f"UPDATE entries SET {', '.join(f'{c} = ?' for c in columns)} WHERE file = ?",
+            (*(values[c] for c in columns), row.file),
+        )
+
+    def files(self, conn: sqlite3.Connection) -> set[str]:
+        return {r["file"] for r in conn.execute("SELECT file FROM entries")}
+
+    def best_records(self, conn: sqlite3.Connection) -> list[BestRecord]:
+        rows = conn.execute("SELECT * FROM best ORDER BY name, version")
+        return [
+            BestRecord(r["name"], r["version"], r["metric"], r["mode"], r["file"]) for r in rows
+        ]
+
+    def best_record(self, conn: sqlite3.Connection, name: str, version: str) -> BestRecord | None:
+        row = conn.execute(
+            "SELECT * FROM best WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        if row is None:
+            return None
+        return BestRecord(row["name"], row["version"], row["metric"], row["mode"], row["file"])
+
+    def set_best(self, conn: sqlite3.Connection, record: BestRecord) -> None:
+        conn.execute(
+            "INSERT INTO best (name, version, metric, mode, file) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (name, version) DO UPDATE SET metric = excluded.metric, "
+            "mode = excluded.mode, file = excluded.file",
+            (record.name, record.version, record.metric, record.mode, record.file),
+        )

@@ -1,0 +1,972 @@
+"""``ModelStore``: a directory of checkpoints with a naming convention, a best model, retention
+and a registry; the last stage of the flow (it saves and loads through ``checkpoint``).
+
+Every operation that changes the store runs under one inter-process file lock and in this order:
+write the file atomically (``save_model``), record it in one SQLite transaction, then point the
+``_best`` link at it. A process killed between two steps leaves complete files and a registry
+that ``verify`` explains and ``sync`` repairs; it never leaves a torn file or a half-written row.
+Because every writer holds the lock while it writes, whatever half-written file a reader finds
+under the lock belongs to a process that died, and ``sync`` may delete it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+import logging
+import math
+import os
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..checkpoint import (
+    CheckpointMetadata,
+    load_model,
+    read_metadata,
+    save_model,
+    sha256_file,
+)
+from ..errors import CheckpointError, StoreError, VideoInterpreterError
+from ..model import VideoInterpreter
+from ..spec import ArchitectureSpec
+from ._lock import StoreLock
+from ._naming import (
+    best_name,
+    checkpoint_name,
+    model_name,
+    parse_name,
+    sanitize_metric,
+    sanitize_name,
+    sanitize_version,
+    with_duplicate,
+)
+from ._readme import END_MARKER, START_MARKER, render_table, replace_table, write_atomically
+from ._registry import BestRecord, Entry, EntryKind, Mode, Registry, RegistryRow
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "LOCK_FILE",
+    "REGISTRY_FILE",
+    "EntryRef",
+    "ModelStore",
+    "PruneResult",
+    "StoreProblem",
+    "SyncReport",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ROOT = Path("models/saved_models")
+REGISTRY_FILE = "registry.sqlite"
+LOCK_FILE = ".store.lock"
+_OWN_FILES = frozenset(
+    {REGISTRY_FILE, f"{REGISTRY_FILE}-wal", f"{REGISTRY_FILE}-shm", f"{REGISTRY_FILE}-journal"}
+)
+_TEMP_MARK = ".tmp"  # a file name containing this is a write that never finished
+_MODES = ("max", "min")
+
+EntryRef = Entry | str | os.PathLike[str]
+ProblemKind = Literal[
+    "missing", "changed", "unreadable", "untracked", "unknown", "leftover", "best"
+]
+
+
+@dataclass(frozen=True)
+class StoreProblem:
+    """One way the directory and the registry disagree, and what to do about it."""
+
+    kind: ProblemKind
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "file": self.file, "message": self.message}
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``prune`` removed (or, with ``dry_run``, would remove) and what it kept."""
+
+    removed: tuple[Entry, ...]
+    kept: tuple[Entry, ...]
+    dry_run: bool
+
+
+@dataclass
+class SyncReport:
+    """What ``sync`` changed; ``problems`` are what it found and deliberately left alone."""
+
+    adopted: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    relinked: list[str] = field(default_factory=list)
+    deleted_leftovers: list[str] = field(default_factory=list)
+    problems: list[StoreProblem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adopted": self.adopted,
+            "removed": self.removed,
+            "updated": self.updated,
+            "restored": self.restored,
+            "relinked": self.relinked,
+            "deleted_leftovers": self.deleted_leftovers,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _metrics(metrics: Mapping[str, object] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        if not isinstance(key, str) or not key:
+            raise StoreError(f"metric names must be non-empty strings, got {key!r}")
+        try:
+            if isinstance(value, bool):
+                raise TypeError("a bool is not a metric")
+            out[key] = float(value)  # type: ignore[arg-type]  # numbers and 0-d tensors
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"metric {key!r} is {value!r}; metrics must be numbers ({exc})"
+            ) from exc
+    return out
+
+
+def _numbers(metrics: Mapping[str, object]) -> dict[str, float]:
+    """The numeric metrics a file's metadata holds (others cannot rank or be tabled)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[str(key)] = float(value)
+    return out
+
+
+def _fsync_dir(directory: Path) -> None:
+    # A rename or unlink is durable only once the directory itself is flushed.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _same_token(a: str, b: str) -> bool:
+    try:
+        return sanitize_metric(a) == sanitize_metric(b)
+    except StoreError:
+        return False
+
+
+def _spec_of(model: nn.Module) -> ArchitectureSpec:
+    """The spec of a ``VideoInterpreter``, also through a DDP (``.module``) or torch.compile
+    (``._orig_mod``) wrapper."""
+    for candidate in (model, getattr(model, "module", None), getattr(model, "_orig_mod", None)):
+        spec = getattr(candidate, "spec", None)
+        if isinstance(spec, ArchitectureSpec):
+            return spec
+    raise StoreError(
+        f"cannot store a {type(model).__name__}: the store names files by the model's spec; "
+        "build the model with build_model (a VideoInterpreter)"
+    )
+
+
+def _raw_metric(token: str, metrics: Mapping[str, float]) -> str:
+    """The metric a file name's token stands for (``val-loss`` is the ``val_loss`` recorded)."""
+    matches = [key for key in metrics if sanitize_metric(key) == token]
+    return matches[0] if len(matches) == 1 else token
+
+
+class ModelStore:
+    """A directory of saved models and training checkpoints, indexed by a SQLite registry.
+
+    ``ModelStore(root)`` creates ``root`` and its registry unless ``create=False``, when a
+    missing store is an error (what read-only commands want). See the package docstring for the
+    naming convention, best-model and retention rules.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = DEFAULT_ROOT,
+        *,
+        create: bool = True,
+        lock_timeout: float = 600.0,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            if not create:
+                raise StoreError(
+                    f"no model store at {self.root}; save a model there first, or pass the "
+                    "store's directory (--root)"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.registry_path = self.root / REGISTRY_FILE
+        self.registry = Registry(self.registry_path, self.root)
+        self._lock = StoreLock(self.root / LOCK_FILE, timeout=lock_timeout)
+        if not self.registry_path.exists():
+            if not create:
+                raise StoreError(
+                    f"{self.root} has no registry ({REGISTRY_FILE}); run `video-interpreter "
+                    f"models sync --root {self.root}` to build it from the files"
+                )
+            with self._lock, self.registry.connect():
+                pass  # creates the tables, once, while no other process can race us
+
+    def __repr__(self) -> str:
+        return f"ModelStore({str(self.root)!r})"
+
+    # -- saving -------------------------------------------------------------------------------
+    def save(
+        self,
+        model: nn.Module,
+        *,
+        metrics: Mapping[str, object],
+        monitor: str = "acc",
+        mode: Mode = "max",
+        epoch: int | None = None,
+        step: int | None = None,
+        loss: float | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        notes: str = "",
+        on_conflict: Literal["suffix", "error"] = "suffix",
+    ) -> Entry:
+        """Save ``model`` as ``{name}_{version}_{monitor}_{value}.pth`` and record it.
+
+        ``metrics[monitor]`` names the file and ranks the model: it becomes the best of its
+        name and version when it beats the current best strictly (``mode="max"``: higher is
+        better; ``"min"``: lower), and ``{name}_{version}_best.pth`` then points at it. A name
+        already taken gets ``-2``, ``-3``... (``on_conflict="error"`` refuses instead).
+        """
+        if mode not in _MODES:
+            raise StoreError(f"mode must be 'max' or 'min', got {mode!r}")
+        values = _metrics(metrics)
+        if monitor not in values:
+            available = ", ".join(sorted(values)) or "none"
+            raise StoreError(
+                f"monitored metric {monitor!r} is not among the metrics given ({available}); "
+                f"pass it in metrics= or monitor one of those"
+            )
+        clash = sorted(k for k in values if k != monitor and _same_token(k, monitor))
+        if clash:
+            raise StoreError(
+                f"metrics {monitor!r} and {clash[0]!r} would both be written "
+                f"{sanitize_metric(monitor)!r} in the file name; rename one"
+            )
+        value = values[monitor]
+        if not math.isfinite(value):
+            raise StoreError(
+                f"metric {monitor!r} is {value}; a model cannot be named or ranked by a "
+                "non-finite value (save_checkpoint keeps the weights without ranking them)"
+            )
+        spec = _spec_of(model)
+        base = model_name(spec.name, spec.version, monitor, value)
+        with self._lock:
+            with self.registry.connect() as conn:
+                self._check_tokens(conn, spec.name, spec.version)
+                record = self.registry.best_record(conn, spec.name, spec.version)
+            if record is not None and (record.metric != monitor or record.mode != mode):
+                raise StoreError(
+                    f"the best {spec.name} {spec.version} is chosen by {record.metric} "
+                    f"({record.mode}), but this save monitors {monitor} ({mode}); monitor "
+                    f"{record.metric!r} with mode={record.mode!r} (other metrics can still be "
+                    f"recorded in metrics=), or change the rule with store.set_monitor(...)"
+                )
+            return self._write(
+                model,
+                base,
+                kind="model",
+                on_conflict=on_conflict,
+                monitor=(monitor, mode),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+                step=step,
+                loss=loss,
+                metrics=values,
+                notes=notes,
+            )
+
+    def save_checkpoint(
+        self,
+        model: nn.Module,
+        *,
+        epoch: int,
+        step: int | None = None,
+        loss: float | None = None,
+        metrics: Mapping[str, object] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        notes: str = "",
+        on_conflict: Literal["suffix", "error"] = "suffix",
+    ) -> Entry:
+        """Save a training checkpoint as ``{name}_{version}_epoch_{epoch:04d}.pth`` (weights,
+        optimizer and scheduler state, epoch, step, loss); it never becomes the best model."""
+        spec = _spec_of(model)
+        base = checkpoint_name(spec.name, spec.version, epoch)
+        with self._lock:
+            with self.registry.connect() as conn:
+                self._check_tokens(conn, spec.name, spec.version)
+            return self._write(
+                model,
+                base,
+                kind="checkpoint",
+                on_conflict=on_conflict,
+                monitor=None,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+                step=step,
+                loss=loss,
+                metrics=_metrics(metrics),
+                notes=notes,
+            )
+
+    def _check_tokens(self, conn: sqlite3.Connection, name: str, version: str) -> None:
+        """Two different names that sanitise alike would share files (``v_1`` and ``v-1``)."""
+        tokens = (sanitize_name(name), sanitize_version(version))
+        for row in conn.execute("SELECT DISTINCT name, version FROM entries"):
+            other_name, other_version = row["name"], row["version"]
+            if (other_name, other_version) == (name, version):
+                continue
+            if (sanitize_name(other_name), sanitize_version(other_version)) == tokens:
+                raise StoreError(
+                    f"{name} {version} and {other_name} {other_version} (already in "
+                    f"{self.root}) would share the file names {tokens[0]}_{tokens[1]}_*; "
+                    "rename one"
+                )
+
+    def _free_name(self, base: str, on_conflict: str, taken: set[str]) -> str:
+        duplicate = 1
+        while True:
+            candidate = with_duplicate(base, duplicate)
+            if candidate not in taken and not (self.root / candidate).exists():
+                return candidate
+            if on_conflict == "error":
+                raise StoreError(
+                    f"{self.root / candidate} already exists; save with on_conflict='suffix' "
+                    "to keep both (the new file gets -2, -3...), or remove the old one first"
+                )
+            duplicate += 1
+
+    def _write(
+        self,
+        model: nn.Module,
+        base: str,
+        *,
+        kind: EntryKind,
+        on_conflict: str,
+        monitor: tuple[str, Mode] | None,
+        metrics: dict[str, float],
+        **fields: Any,
+    ) -> Entry:
+        """Under the lock: file, then row (and best pointer) in one transaction, then link."""
+        with self.registry.connect() as conn:
+            taken = self.registry.files(conn)
+        file = self._free_name(base, on_conflict, taken)
+        path = self.root / file
+        saved = save_model(model, path, metrics=metrics, **fields)
+        row = self._row(file, read_metadata(path), saved.sha256, saved.size_bytes)
+        spec = _spec_of(model)
+        new_best: BestRecord | None = None
+        with self.registry.transaction() as conn:
+            self.registry.insert(conn, row)
+            if monitor is not None and row.value is not None:
+                current = self.registry.best_record(conn, spec.name, spec.version)
+                best_value = self._value_of(conn, current.file) if current else None
+                if current is None or best_value is None or current.better(row.value, best_value):
+                    new_best = BestRecord(spec.name, spec.version, monitor[0], monitor[1], file)
+                    self.registry.set_best(conn, new_best)
+        if new_best is not None:
+            self._link_best(new_best)
+        else:
+            self._repair_best_link(spec.name, spec.version)
+        _fsync_dir(self.root)
+        logger.info("saved %s (sha256 %s)", path, saved.sha256[:12])
+        return self.get(file)
+
+    @staticmethod
+    def _value_of(conn: sqlite3.Connection, file: str) -> float | None:
+        found = conn.execute("SELECT value FROM entries WHERE file = ?", (file,)).fetchone()
+        return None if found is None or found["value"] is None else float(found["value"])
+
+    def _row(self, file: str, meta: CheckpointMetadata, sha256: str, size: int) -> RegistryRow:
+        """The registry row of a store file, from its name and embedded metadata only (so a row
+        written at save time and one rebuilt by ``sync`` are the same)."""
+        parsed = parse_name(file)
+        if parsed is None or parsed.kind == "best":
+            raise StoreError(f"{file} does not follow the store's naming convention")
+        if meta.name is None or meta.version is None or meta.fingerprint is None:
+            raise StoreError(
+                f"{file} is a {meta.kind.replace('_', ' ')} checkpoint without an embedded "
+                "spec; the store holds only files saved with ModelStore.save or save_model"
+            )
+        metrics = _numbers(meta.metrics)
+        metric: str | None = None
+        value: float | None = None
+        if parsed.kind == "model":
+            metric = _raw_metric(parsed.metric or "", metrics)
+            value = metrics.get(metric, parsed.value)
+        return RegistryRow(
+            file=file,
+            kind=parsed.kind,
+            name=meta.name,
+            version=meta.version,
+            metric=metric,
+            value=value,
+            metrics=metrics,
+            epoch=meta.epoch if meta.epoch is not None else parsed.epoch,
+            step=meta.step,
+            loss=None if meta.loss is None else float(meta.loss),
+            created=meta.created or _now(),
+            sha256=sha256,
+            size_bytes=size,
+            fingerprint=meta.fingerprint,
+            notes=meta.notes or "",
+        )
+
+    # -- the best model -----------------------------------------------------------------------
+    def best_path(self, name: str, version: str) -> Path:
+        """Where the best ``name``/``version`` is kept: ``{name}_{version}_best.pth``."""
+        return self.root / best_name(name, version)
+
+    def _link_best(self, record: BestRecord) -> None:
+        """Point ``{name}_{version}_best.pth`` at ``record.file``."""
+        _link_or_copy(self.root / record.file, self.best_path(record.name, record.version))
+
+    def _repair_best_link(self, name: str, version: str) -> None:
+        """Re-point a best link left stale by a save killed after its commit (cheap check)."""
+        with self.registry.connect() as conn:
+            record = self.registry.best_record(conn, name, version)
+        if record is None or not (self.root / record.file).exists():
+            return
+        target = self.best_path(name, version)
+        try:
+            linked = os.path.samefile(target, self.root / record.file)
+        except OSError:
+            linked = False
+        if not linked:  # (always so where links fall back to copies: one extra copy per save)
+            self._link_best(record)
+
+    def best(self, name: str | None = None, version: str | None = None) -> Entry:
+        """The best saved model of ``name``/``version`` (either may be omitted when the store
+        holds one model name/version)."""
+        candidates = [e for e in self.bests() if _matches(e, name, version)]
+        if len(candidates) == 1:
+            return candidates[0]
+        with self.registry.connect() as conn:
+            known = sorted({(e.name, e.version) for e in self.registry.entries(conn)})
+        listing = ", ".join(f"{n} {v}" for n, v in known) or "none"
+        if not candidates:
+            raise StoreError(
+                f"no best model for {name or '*'} {version or '*'} in {self.root} (models "
+                f"saved: {listing}); save one with store.save(model, metrics=...)"
+            )
+        raise StoreError(f"{self.root} holds several models ({listing}); pass name= and version=")
+
+    def bests(self) -> builtins.list[Entry]:
+        """The best saved model of every name and version."""
+        with self.registry.connect() as conn:
+            return self.registry.entries(conn, "WHERE file IN (SELECT file FROM best)")
+
+    def set_monitor(self, name: str, version: str, *, metric: str, mode: Mode) -> Entry | None:
+        """Change what "best" means for ``name``/``version`` and re-choose it among the saved
+        models that recorded ``metric``; returns the new best (None if none recorded it)."""
+        if mode not in _MODES:
+            raise StoreError(f"mode must be 'max' or 'min', got {mode!r}")
+        with self._lock:
+            with self.registry.transaction() as conn:
+                chosen = self._choose_best(conn, name, version, metric, mode)
+                conn.execute("DELETE FROM best WHERE name = ? AND version = ?", (name, version))
+                if chosen is not None:
+                    self.registry.set_best(conn, chosen)
+            if chosen is None:
+                self.best_path(name, version).unlink(missing_ok=True)
+                return None
+            self._link_best(chosen)
+            return self.get(chosen.file)
+
+    def _choose_best(
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        version: str,
+        metric: str,
+        mode: Mode,
+        *,
+        prefer: str | None = None,
+    ) -> BestRecord | None:
+        """The best by ``metric``/``mode`` among recorded models. A tie goes to ``prefer`` (the
+        file the best link holds now) if it is among the tied, else to the first saved."""
+        candidates = [
+            e
+            for e in self.registry.entries(
+                conn,
+                "WHERE name = ? AND version = ? AND kind = 'model'",
+                (name, version),
+                by_save_time=True,
+            )
+            if metric in e.metrics and math.isfinite(e.metrics[metric])
+        ]
+        chosen: Entry | None = None
+        rule = BestRecord(name, version, metric, mode, "")
+        for entry in candidates:
+            if chosen is None or rule.better(entry.metrics[metric], chosen.metrics[metric]):
+                chosen = entry
+        if chosen is None:
+            return None
+        for entry in candidates:
+            if entry.file == prefer and entry.metrics[metric] == chosen.metrics[metric]:
+                chosen = entry
+        return BestRecord(name, version, metric, mode, chosen.file)
+
+    # -- reading ------------------------------------------------------------------------------
+    def list(self, *, kind: EntryKind | None = None) -> builtins.list[Entry]:
+        """Every recorded file, ordered by model, kind, epoch and save time."""
+        return self.find(kind=kind)
+
+    def find(
+        self,
+        name: str | None = None,
+        version: str | None = None,
+        *,
+        kind: EntryKind | None = None,
+        metric: str | None = None,
+        pinned: bool | None = None,
+    ) -> builtins.list[Entry]:
+        """Recorded files matching every criterion given."""
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        for column, wanted in (("name", name), ("version", version), ("kind", kind)):
+            if wanted is not None:
+                clauses.append(f"{column} = ?")
+                params.append(wanted)
+        if metric is not None:
+            clauses.append("metric = ?")
+            params.append(metric)
+        if pinned is not None:
+            clauses.append("pinned = ?")
+            params.append(int(pinned))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self.registry.connect() as conn:
+            return self.registry.entries(conn, where, tuple(params))
+
+    def get(self, ref: EntryRef) -> Entry:
+        """The entry of a file name or path in this store (a ``_best.pth`` name gives the best
+        model it points at)."""
+        if isinstance(ref, Entry):
+            file = ref.file
+        else:
+            given = Path(ref)
+            file = given.name
+            if given.parent != Path() and given.resolve().parent != self.root.resolve():
+                raise StoreError(
+                    f"{given} is not in the store {self.root}; pass a file name of this store "
+                    "or a path inside it (load_model opens files outside any store)"
+                )
+        with self.registry.connect() as conn:
+            found = self.registry.entries(conn, "WHERE file = ?", (file,))
+            if found:
+                return found[0]
+            parsed = parse_name(file)
+            if parsed is not None and parsed.kind == "best":
+                for record in self.registry.best_records(conn):
+                    if best_name(record.name, record.version) == file:
+                        return self.registry.entries(conn, "WHERE file = ?", (record.file,))[0]
+            files = sorted(self.registry.files(conn))
+        close = difflib.get_close_matches(file, files, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise StoreError(
+            f"{file} is not recorded in {self.root} ({len(files)} files recorded){hint} "
+            "(`video-interpreter models list` shows them; `sync` records files copied in)"
+        )
+
+    def load(
+        self,
+        ref: EntryRef,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        strict: bool = True,
+    ) -> VideoInterpreter:
+        """Load a recorded model, refusing a file whose sha256 is not the one recorded."""
+        entry = self.get(ref)
+        if not entry.path.is_file():
+            raise StoreError(
+                f"{entry.path} is recorded but missing; `video-interpreter models verify` lists "
+                "what else is, `sync` drops the records of deleted files"
+            )
+        try:
+            return load_model(
+                entry.path, device=device, dtype=dtype, strict=strict, verify=entry.sha256
+            )
+        except CheckpointError as exc:
+            if entry.sha256 in str(exc):
+                raise
+            # The checkpoint stage's message may not say what the store expected.
+            raise StoreError(
+                f"{entry.path}: {exc} (the registry recorded sha256 {entry.sha256})"
+            ) from exc
+
+    # -- pins and retention -------------------------------------------------------------------
+    def pin(self, ref: EntryRef) -> Entry:
+        """Keep ``ref`` through every ``prune``."""
+        return self._set_pinned(ref, True)
+
+    def unpin(self, ref: EntryRef) -> Entry:
+        return self._set_pinned(ref, False)
+
+    def _set_pinned(self, ref: EntryRef, pinned: bool) -> Entry:
+        entry = self.get(ref)
+        with self._lock, self.registry.transaction() as conn:
+            conn.execute("UPDATE entries SET pinned = ? WHERE file = ?", (int(pinned), entry.file))
+        return self.get(entry.file)
+
+    def prune(
+        self,
+        keep_last: int,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        kind: EntryKind | None = None,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        """Remove all but the last ``keep_last`` files of each model name, version and kind.
+
+        "Last" is by epoch (numerically; files without an epoch come first), then by save
+        time. The best model and pinned files are always kept and do not count toward
+        ``keep_last``. Saved models and training checkpoints are counted separately; ``kind``
+        restricts pruning to one of them. With ``dry_run`` nothing is removed.
+        """
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise StoreError(f"keep_last must be an integer >= 0, got {keep_last!r}")
+        with self._lock:
+            groups: dict[tuple[str, str, str], builtins.list[Entry]] = {}
+            for entry in self.find(name, version, kind=kind):
+                groups.setdefault((entry.name, entry.version, entry.kind), []).append(entry)
+            removed: builtins.list[Entry] = []
+            kept: builtins.list[Entry] = []
+            for entries in groups.values():  # already in retention order
+                cut = len(entries) - keep_last
+                for index, entry in enumerate(entries):
+                    if index >= cut or entry.is_best or entry.pinned:
+                        kept.append(entry)
+                    else:
+                        removed.append(entry)
+            if not dry_run and removed:
+                # Rows first: a crash after this leaves unrecorded files, which sync adopts
+                # again, never records of files that are gone.
+                with self.registry.transaction() as conn:
+                    conn.executemany(
+                        "DELETE FROM entries WHERE file = ?", [(e.file,) for e in removed]
+                    )
+                for entry in removed:
+                    entry.path.unlink(missing_ok=True)
+                _fsync_dir(self.root)
+                logger.info("pruned %d files from %s", len(removed), self.root)
+        return PruneResult(tuple(removed), tuple(kept), dry_run)
+
+    # -- consistency --------------------------------------------------------------------------
+    def _scan(self) -> builtins.list[str]:
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.name not in _OWN_FILES and p.name != LOCK_FILE and (p.is_file() or p.is_symlink())
+        )
+
+    def verify(self, *, hashes: bool = True) -> builtins.list[StoreProblem]:
+        """Every disagreement between the directory and the registry: recorded files that are
+        missing or changed (sha256, or only size without ``hashes``), unrecorded store files,
+        leftovers of interrupted writes, foreign files, and stale best links. Empty when all is
+        well. Nothing is changed; ``sync`` repairs what can be repaired."""
+        problems: builtins.list[StoreProblem] = []
+        with self.registry.connect() as conn:
+            entries = self.registry.entries(conn)
+            records = self.registry.best_records(conn)
+        recorded = {e.file: e for e in entries}
+        best_files = {best_name(r.name, r.version): r for r in records}
+        for entry in entries:
+            problem = self._check_entry(entry, hashes=hashes)
+            if problem is not None:
+                problems.append(problem)
+        for link, record in best_files.items():
+            source = recorded.get(record.file)
+            path = self.root / link
+            if not path.is_file():
+                problems.append(StoreProblem("best", link, "the best model's link is missing"))
+            elif source is not None and source.path.is_file():
+                same = (
+                    sha256_file(path) == source.sha256
+                    if hashes
+                    else path.stat().st_size == source.size_bytes
+                )
+                if not same:
+                    problems.append(
+                        StoreProblem(
+                            "best", link, f"does not hold {record.file}, the recorded best"
+                        )
+                    )
+        for file in self._scan():
+            if file in recorded or file in best_files:
+                continue
+            problems.append(self._classify_stray(file))
+        return problems
+
+    def _check_entry(self, entry: Entry, *, hashes: bool) -> StoreProblem | None:
+        if not entry.path.is_file():
+            return StoreProblem("missing", entry.file, "recorded in the registry but missing")
+        size = entry.path.stat().st_size
+        if size != entry.size_bytes:
+            return StoreProblem(
+                "changed",
+                entry.file,
+                f"size {size} bytes, recorded {entry.size_bytes}: changed since it was saved",
+            )
+        if hashes:
+            actual = sha256_file(entry.path)
+            if actual != entry.sha256:
+                return StoreProblem(
+                    "changed",
+                    entry.file,
+                    f"sha256 {actual}, recorded {entry.sha256}: changed since it was saved",
+                )
+        return None
+
+    @staticmethod
+    def _classify_stray(file: str) -> StoreProblem:
+        if _TEMP_MARK in file:
+            return StoreProblem(
+                "leftover", file, "an unfinished write of an interrupted save; sync deletes it"
+            )
+        parsed = parse_name(file)
+        if parsed is None:
+            return StoreProblem("unknown", file, "not a store file name; the store leaves it alone")
+        if parsed.kind == "best":
+            return StoreProblem(
+                "untracked", file, "a best link no record points to; sync re-attaches it"
+            )
+        return StoreProblem(
+            "untracked", file, "a store file the registry does not record; sync adopts it"
+        )
+
+    def sync(self, *, accept_changed: bool = False) -> SyncReport:
+        """Reconcile the registry with the files, which are the source of truth.
+
+        Adopts store files the registry lacks (from their embedded metadata), drops records of
+        deleted files (restoring a deleted best model from its ``_best`` link first), deletes
+        leftovers of interrupted writes, re-chooses each best model and re-points its link.
+        A file whose bytes changed since it was recorded stays refused (reported in
+        ``problems``) unless ``accept_changed``, which re-records it as it now is.
+        """
+        report = SyncReport()
+        with self._lock:
+            files = self._scan()
+            for file in files:
+                if _TEMP_MARK in file:
+                    (self.root / file).unlink(missing_ok=True)
+                    report.deleted_leftovers.append(file)
+            files = [f for f in files if _TEMP_MARK not in f]
+            with self.registry.connect() as conn:
+                entries = {e.file: e for e in self.registry.entries(conn)}
+                records = {(r.name, r.version): r for r in self.registry.best_records(conn)}
+            links = {f: parse_name(f) for f in files}
+            best_links = {f for f, p in links.items() if p is not None and p.kind == "best"}
+
+            for entry in entries.values():
+                if not entry.path.is_file():
+                    self._sync_missing(entry, records, report)
+                else:
+                    problem = self._check_entry(entry, hashes=True)
+                    if problem is not None:
+                        self._sync_changed(entry, problem, accept_changed, report)
+            adopt = [
+                f
+                for f, parsed in links.items()
+                if f not in entries and parsed is not None and parsed.kind != "best"
+            ]
+            self._sync_adopt(adopt, report)
+            self._sync_best(records, best_links, report)
+            _fsync_dir(self.root)
+        return report
+
+    def _sync_missing(
+        self, entry: Entry, records: Mapping[tuple[str, str], BestRecord], report: SyncReport
+    ) -> None:
+        record = records.get((entry.name, entry.version))
+        link = self.best_path(entry.name, entry.version)
+        if (
+            record is not None
+            and record.file == entry.file
+            and link.is_file()
+            and sha256_file(link) == entry.sha256
+        ):
+            _link_or_copy(link, entry.path)
+            report.restored.append(entry.file)
+            return
+        with self.registry.transaction() as conn:
+            conn.execute("DELETE FROM entries WHERE file = ?", (entry.file,))
+        report.removed.append(entry.file)
+
+    def _sync_changed(
+        self, entry: Entry, problem: StoreProblem, accept: bool, report: SyncReport
+    ) -> None:
+        if not accept:
+            report.problems.append(
+                StoreProblem(
+                    "changed",
+                    entry.file,
+                    f"{problem.message}; kept the recorded hash, so load refuses the file "
+                    "(restore it, or sync with accept_changed to record it as it is now)",
+                )
+            )
+            return
+        try:
+            row = self._row(
+                entry.file,
+                read_metadata(entry.path),
+                sha256_file(entry.path),
+                entry.path.stat().st_size,
+            )
+        except VideoInterpreterError as exc:
+            report.problems.append(StoreProblem("unreadable", entry.file, str(exc)))
+            return
+        with self.registry.transaction() as conn:
+            self.registry.update(conn, row)
+        report.updated.append(entry.file)
+
+    def _sync_adopt(self, files: Iterable[str], report: SyncReport) -> None:
+        """Record unrecorded store files, in the order they were saved (so ties in retention
+        and best keep meaning "first saved")."""
+        rows: builtins.list[tuple[tuple[str, int, str], RegistryRow]] = []
+        for file in files:
+            path = self.root / file
+            try:
+                row = self._row(file, read_metadata(path), sha256_file(path), path.stat().st_size)
+            except VideoInterpreterError as exc:
+                report.problems.append(StoreProblem("unreadable", file, f"not adopted: {exc}"))
+                continue
+            parsed = parse_name(file)
+            rows.append(((row.created, parsed.duplicate if parsed else 1, file), row))
+        rows.sort(key=lambda item: item[0])
+        if rows:
+            with self.registry.transaction() as conn:
+                for _, row in rows:
+                    self.registry.insert(conn, row)
+        report.adopted.extend(row.file for _, row in rows)
+
+    def _sync_best(
+        self,
+        records: Mapping[tuple[str, str], BestRecord],
+        best_links: set[str],
+        report: SyncReport,
+    ) -> None:
+        with self.registry.connect() as conn:
+            entries = self.registry.entries(conn)
+        groups = sorted({(e.name, e.version) for e in entries if e.kind == "model"})
+        for name, version in groups:
+            record = records.get((name, version))
+            link = best_name(name, version)
+            rule: tuple[str, Mode] | None = None
+            group = [e for e in entries if (e.name, e.version) == (name, version)]
+            holder = self._link_holder(link, group) if link in best_links else None
+            if record is not None:
+                rule = (record.metric, record.mode)
+            elif holder is not None:
+                rule = self._infer_rule(holder, group)
+            if rule is None:
+                continue
+            with self.registry.transaction() as conn:
+                chosen = self._choose_best(
+                    conn, name, version, *rule, prefer=holder.file if holder else None
+                )
+                conn.execute("DELETE FROM best WHERE name = ? AND version = ?", (name, version))
+                if chosen is not None:
+                    self.registry.set_best(conn, chosen)
+            if chosen is not None and (holder is None or holder.file != chosen.file):
+                self._link_best(chosen)
+                report.relinked.append(link)
+        with self.registry.connect() as conn:
+            attached = {best_name(r.name, r.version) for r in self.registry.best_records(conn)}
+        for link in sorted(best_links - attached):
+            report.problems.append(
+                StoreProblem(
+                    "untracked",
+                    link,
+                    "a best link whose model is not recorded; left in place (it may be the "
+                    "only copy of that model)",
+                )
+            )
+
+    def _link_holder(self, link: str, entries: Iterable[Entry]) -> Entry | None:
+        """The recorded saved model whose bytes a ``_best`` link holds."""
+        path = self.root / link
+        for entry in entries:
+            try:
+                if entry.kind == "model" and os.path.samefile(path, entry.path):
+                    return entry
+            except OSError:
+                continue
+        digest = sha256_file(path)
+        return next((e for e in entries if e.kind == "model" and e.sha256 == digest), None)
+
+    @staticmethod
+    def _infer_rule(holder: Entry, entries: Iterable[Entry]) -> tuple[str, Mode] | None:
+        """The metric and direction behind a ``_best`` link when the registry lost them: the
+        metric is the one that named the model the link holds; the direction is whichever
+        makes that model the best of those recorded with the metric ("max" when both do)."""
+        if holder.metric is None or holder.value is None:
+            return None
+        values = [e.metrics[holder.metric] for e in entries if holder.metric in e.metrics]
+        mode: Mode = "max" if holder.value >= max(values) else "min"
+        return holder.metric, mode
+
+    # -- the README table ---------------------------------------------------------------------
+    def render_table(self) -> str:
+        """The registry as the Markdown table of ``models/README.md``."""
+        return render_table(self.list(kind="model"))
+
+    def write_readme(self, path: str | os.PathLike[str] = "models/README.md") -> Path:
+        """Regenerate the table between ``<!-- registry:start -->`` and ``<!-- registry:end
+        -->`` in ``path`` (a new file gets a heading and the markers)."""
+        target = Path(path)
+        if target.exists():
+            text = target.read_text(encoding="utf-8")
+        else:
+            text = f"# Models\n\n{START_MARKER}\n{END_MARKER}\n"
+        write_atomically(target, replace_table(text, self.render_table(), where=str(target)))
+        return target
+
+
+def _matches(entry: Entry, name: str | None, version: str | None) -> bool:
+    return (name is None or entry.name == name) and (version is None or entry.version == version)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` hold ``source``'s bytes, atomically: a hard link (no second copy of the
+    weights) or, where links are not supported, a flushed copy; then one ``os.replace``."""
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}{_TEMP_MARK}"
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,29 @@
+"""Summaries of an architecture: layer table, parameters, MACs/FLOPs and memory, for a spec, a
+checkpoint or a model, without allocating weights (meta device). On top of the flow, beside the
+diagrams; torchinfo is used here and nowhere else.
+
+    >>> from video_interpreter.summary import summarize
+    >>> s = summarize("v1")                   # built on meta: nothing allocated
+    >>> s.total_params, round(s.macs / 1e9, 3)
+    (31505325, 40.519)
+    >>> print(s.to_markdown())                # or s.to_text(), s.to_json()
+"""
+
+from ._report import LayerRow, ModelSummary, format_bytes, format_count
+from ._source import CHECKPOINT_SUFFIXES, ClipShape, Source, parse_clip_shape
+from ._summarize import summarize
+from ._trace import ShapeTrace, trace_shapes
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "ClipShape",
+    "LayerRow",
+    "ModelSummary",
+    "ShapeTrace",
+    "Source",
+    "format_bytes",
+    "format_count",
+    "parse_clip_shape",
+    "summarize",
+    "trace_shapes",
+]
