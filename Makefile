@@ -1,5 +1,5 @@
 # Two entry points, both self-installing on a fresh machine:
-#   make demo   validate every spec, build v1, summarise, draw and store it (the main job)
+#   make demo   validate every spec, build v1, summarise, draw, store and reload it (the main job)
 #   make test   lint (ruff), type-check (mypy --strict) and run the test suite (pytest)
 PYTHON ?= python3
 VENV ?= .venv
@@ -29,8 +29,7 @@ system-deps:
 setup: $(STAMP) system-deps
 
 demo: setup
-	$(BIN)/video-interpreter validate architectures/configs/*.yaml
-	$(BIN)/video-interpreter build configs/v1.yaml
+	$(BIN)/video-interpreter demo
 
 lint: setup
 	$(BIN)/ruff check .
@@ -46,7 +45,8 @@ schema: setup
 	$(BIN)/video-interpreter schema
 
 bench: setup
-	$(BIN)/python benchmarks/build.py
+	for script in build zoo load summary store distributed; do \
+	  $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

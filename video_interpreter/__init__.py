@@ -6,6 +6,21 @@ The flow, one direction::
     spec file --load--> plain dict --validate--> ArchitectureSpec --build--> VideoInterpreter
 """
 
+from .checkpoint import (
+    Checkpoint,
+    CheckpointMetadata,
+    LoadError,
+    LoadReport,
+    SavedCheckpoint,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    read_metadata,
+    resume,
+    save_model,
+    sha256_file,
+)
+from .diagram import render_diagram
 from .errors import (
     BuildError,
     CheckpointError,
@@ -19,6 +34,8 @@ from .errors import (
 from .layers import LAYERS, BuildContext, channels, features, register_layer
 from .model import VideoInterpreter, build_model
 from .spec import ArchitectureSpec, architecture_schema, load_spec
+from .store import ModelStore
+from .summary import ModelSummary, summarize
 
 __version__ = "0.1.0"
 
@@ -27,10 +44,17 @@ __all__ = [
     "ArchitectureSpec",
     "BuildContext",
     "BuildError",
+    "Checkpoint",
     "CheckpointError",
+    "CheckpointMetadata",
+    "LoadError",
+    "LoadReport",
+    "ModelStore",
+    "ModelSummary",
     "Problem",
     "RegistrationError",
     "RegistryError",
+    "SavedCheckpoint",
     "SpecError",
     "StoreError",
     "VideoInterpreter",
@@ -40,6 +64,15 @@ __all__ = [
     "build_model",
     "channels",
     "features",
+    "load_checkpoint",
+    "load_model",
     "load_spec",
+    "load_weights",
+    "read_metadata",
     "register_layer",
+    "render_diagram",
+    "resume",
+    "save_model",
+    "sha256_file",
+    "summarize",
 ]

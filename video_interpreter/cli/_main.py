@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ..errors import SpecError, VideoInterpreterError
 from . import (
     _checkpoint_commands,
+    _demo_command,
     _distributed_commands,
     _spec_commands,
     _store_commands,
@@ -26,6 +27,7 @@ _GROUPS = (
     _checkpoint_commands,
     _store_commands,
     _distributed_commands,
+    _demo_command,
 )
 
 
