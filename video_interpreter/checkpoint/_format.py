@@ -13,6 +13,7 @@ import hashlib
 import importlib.metadata
 import json
 import math
+import numbers
 import random
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "METADATA_FIELDS",
     "capture_rng_state",
     "check_plain",
+    "checked_fields",
     "content_digest",
     "describe_tensor",
     "now_utc",
@@ -205,3 +207,55 @@ def restore_rng_state(state: Mapping[str, Any], where: str) -> None:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(f"{where}: the saved RNG state cannot be restored: {exc}") from exc
+
+
+def _plain_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise CheckpointError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+
+
+def _plain_number(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise CheckpointError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+
+
+def checked_fields(
+    *, epoch: Any, step: Any, loss: Any, metrics: Mapping[str, Any] | None, notes: Any
+) -> dict[str, Any]:
+    """The caller's plain fields, checked and converted to JSON-ready values."""
+    plain_metrics: dict[str, Any] = {}
+    for key, value in (metrics or {}).items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"metric names must be strings, got {key!r}")
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or value is None:
+            plain_metrics[key] = value
+        elif isinstance(value, numbers.Integral):
+            plain_metrics[key] = int(value)
+        elif isinstance(value, numbers.Real):
+            plain_metrics[key] = float(value)
+        elif isinstance(value, str):
+            plain_metrics[key] = str(value)
+        else:
+            raise CheckpointError(
+                f"metric {key!r} is a {type(value).__name__}; metrics hold numbers, strings, "
+                "booleans or None"
+            )
+    if notes is not None and not isinstance(notes, str):
+        raise CheckpointError(f"notes must be a string, got {type(notes).__name__}")
+    return {
+        "epoch": _plain_int(epoch, "epoch"),
+        "step": _plain_int(step, "step"),
+        "loss": _plain_number(loss, "loss"),
+        "metrics": plain_metrics,
+        "notes": notes,
+    }

@@ -9,7 +9,6 @@ holds the weights, with the same metadata as JSON strings in its header, and no 
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -25,6 +24,7 @@ from ._format import (
     FORMAT_VERSION,
     capture_rng_state,
     check_plain,
+    checked_fields,
     content_digest,
     now_utc,
     package_version,
@@ -59,48 +59,6 @@ def checkpoint_format(path: Path) -> str:
     return fmt
 
 
-def _plain_number(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.item())
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    raise CheckpointError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-
-
-def _plain_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    raise CheckpointError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-
-
-def _plain_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (metrics or {}).items():
-        if not isinstance(key, str):
-            raise CheckpointError(f"metric names must be strings, got {key!r}")
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, bool):
-            value = bool(value)
-        elif isinstance(value, numbers.Integral):
-            value = int(value)  # numpy and enum integers too
-        elif isinstance(value, numbers.Real):
-            value = float(value)
-        elif isinstance(value, str):
-            value = str(value)
-        if value is not None and type(value) not in (str, int, float, bool):
-            raise CheckpointError(
-                f"metric {key!r} is a {type(value).__name__}; metrics hold numbers, strings, "
-                "booleans or None"
-            )
-        out[key] = value
-    return out
-
-
 def write_checkpoint(
     path: Path,
     *,
@@ -123,9 +81,6 @@ def write_checkpoint(
             f"cannot save {path.name}: the model's tensors are on the meta device (no weights); "
             "materialise or load it first"
         )
-    if notes is not None and not isinstance(notes, str):
-        raise CheckpointError(f"notes must be a string, got {type(notes).__name__}")
-    notes = str(notes) if notes is not None else None
     fields: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -136,11 +91,7 @@ def write_checkpoint(
         "created": created or now_utc(),
         "package_version": package_version(),
         "torch_version": str(torch.__version__),  # a str subclass, refused by weights_only
-        "epoch": _plain_int(epoch, "epoch"),
-        "step": _plain_int(step, "step"),
-        "loss": _plain_number(loss, "loss"),
-        "metrics": _plain_metrics(metrics),
-        "notes": notes,
+        **checked_fields(epoch=epoch, step=step, loss=loss, metrics=metrics, notes=notes),
     }
     if fmt == "safetensors":
         held = [n for n, s in (("optimizer", optimizer_state), ("scheduler", scheduler_state)) if s]

@@ -16,17 +16,14 @@ tensors; the directory gets its final name only then (see ``save_sharded``).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
+# Shared with the single-file format, so both describe a checkpoint the same way.
+from ..checkpoint._format import checked_fields, now_utc, package_version
 from ..errors import CheckpointError, SpecError
 from ..spec import ArchitectureSpec, load_spec
 from ._state import tensor_keys
@@ -48,17 +45,6 @@ FORMAT_NAME = "video_interpreter.sharded_checkpoint"
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 SPEC_FILE = "spec.json"
-
-
-def package_version() -> str:
-    try:
-        return importlib.metadata.version("video-interpreter")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -120,58 +106,6 @@ class ShardedCheckpointMetadata:
 
 
 # -- the plain fields a caller passes (epoch, step, loss, metrics, notes) --------------------
-
-
-def _int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    raise CheckpointError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-
-
-def _number(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.item())
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    raise CheckpointError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-
-
-def checked_fields(
-    *, epoch: Any, step: Any, loss: Any, metrics: Mapping[str, Any] | None, notes: Any
-) -> dict[str, Any]:
-    """The caller's plain fields, checked and converted to JSON-ready values."""
-    plain_metrics: dict[str, Any] = {}
-    for key, value in (metrics or {}).items():
-        if not isinstance(key, str):
-            raise CheckpointError(f"metric names must be strings, got {key!r}")
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, bool) or value is None:
-            plain_metrics[key] = value
-        elif isinstance(value, numbers.Integral):
-            plain_metrics[key] = int(value)
-        elif isinstance(value, numbers.Real):
-            plain_metrics[key] = float(value)
-        elif isinstance(value, str):
-            plain_metrics[key] = str(value)
-        else:
-            raise CheckpointError(
-                f"metric {key!r} is a {type(value).__name__}; metrics hold numbers, strings, "
-                "booleans or None"
-            )
-    if notes is not None and not isinstance(notes, str):
-        raise CheckpointError(f"notes must be a string, got {type(notes).__name__}")
-    return {
-        "epoch": _int(epoch, "epoch"),
-        "step": _int(step, "step"),
-        "loss": _number(loss, "loss"),
-        "metrics": plain_metrics,
-        "notes": notes,
-    }
 
 
 # -- reading --------------------------------------------------------------------------------
