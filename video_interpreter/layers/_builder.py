@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from ..errors import PathPart, Problem, RegistryError, SpecError
+from ._meta import MetaShortcuts
 from ._registry import LAYERS, NODE_KEYS, LayerRegistry, Shape
 
 __all__ = ["Assembled", "BuildContext", "assemble", "build_node", "build_sequence", "format_shape"]
@@ -101,109 +100,11 @@ def build_node(
     return module, _probe(module, in_shape, path, type_name)
 
 
-def _same_shape(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    return x.new_empty(x.shape)
-
-
-def _norm(x: torch.Tensor, size: int, weight: torch.Tensor | None, what: str) -> torch.Tensor:
-    if weight is not None and weight.shape[0] != size:
-        raise RuntimeError(f"{what} expects {weight.shape[0]} channels, got {size}")
-    return x.new_empty(x.shape)
-
-
-def _batch_norm(
-    x: torch.Tensor,
-    mean: torch.Tensor | None,
-    var: Any,
-    weight: Any = None,
-    *args: Any,
-    **kwargs: Any,
-) -> torch.Tensor:
-    return _norm(x, x.shape[1], weight if weight is not None else mean, "batch norm")
-
-
-def _group_norm(
-    x: torch.Tensor, groups: int, weight: Any = None, *args: Any, **kwargs: Any
-) -> torch.Tensor:
-    if x.shape[1] % groups:
-        raise RuntimeError(
-            f"group norm: {x.shape[1]} channels are not divisible by {groups} groups"
-        )
-    return _norm(x, x.shape[1], weight, "group norm")
-
-
-def _layer_norm(
-    x: torch.Tensor, normalized_shape: Sequence[int], *args: Any, **kwargs: Any
-) -> torch.Tensor:
-    if tuple(x.shape[-len(normalized_shape) :]) != tuple(normalized_shape):
-        raise RuntimeError(
-            f"layer norm over {tuple(normalized_shape)} got input {tuple(x.shape[1:])}"
-        )
-    return x.new_empty(x.shape)
-
-
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Any = None) -> torch.Tensor:
-    if x.shape[-1] != weight.shape[1]:
-        raise RuntimeError(f"linear layer expects {weight.shape[1]} features, got {x.shape[-1]}")
-    return x.new_empty((*x.shape[:-1], weight.shape[0]))
-
-
-def _attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs: Any
-) -> torch.Tensor:
-    if k.shape[-2] != v.shape[-2] or q.shape[-1] != k.shape[-1]:
-        raise RuntimeError(
-            f"attention shapes q {tuple(q.shape)}, k {tuple(k.shape)}, "
-            f"v {tuple(v.shape)} do not fit"
-        )
-    return q.new_empty((*q.shape[:-1], v.shape[-1]))
-
-
-def _matmul(a: torch.Tensor, b: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    if a.dim() < 2 or b.dim() < 2 or args or kwargs:
-        return torch.matmul(a, b, *args, **kwargs)  # vectors and out=: torch's own rules
-    if a.shape[-1] != b.shape[-2]:
-        raise RuntimeError(
-            f"matmul: {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
-            f"({a.shape[-1]} != {b.shape[-2]})"
-        )
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])  # type: ignore[no-untyped-call]
-    return a.new_empty((*batch, a.shape[-2], b.shape[-1]))
-
-
-# Ops whose meta kernels run through slow Python decompositions, replaced while probing by
-# their output shape (after the same checks). Probing a whole model drops from ~100 ms to a few.
-_SHAPE_RULES: dict[Any, Any] = {
-    F.batch_norm: _batch_norm,
-    F.group_norm: _group_norm,
-    F.layer_norm: _layer_norm,
-    F.linear: _linear,
-    F.scaled_dot_product_attention: _attention,
-    torch.matmul: _matmul,
-    torch.Tensor.matmul: _matmul,
-    torch.Tensor.__matmul__: _matmul,
-    **dict.fromkeys(
-        (F.gelu, F.silu, F.mish, F.hardswish, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d),
-        _same_shape,
-    ),
-}
-
-
-class _ShapeProbe(TorchFunctionMode):
-    def __torch_function__(
-        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None
-    ) -> Any:
-        rule = _SHAPE_RULES.get(func)
-        if rule is not None:
-            return rule(*args, **(kwargs or {}))
-        return func(*args, **(kwargs or {}))
-
-
 def _probe(module: nn.Module, in_shape: Shape, path: tuple[PathPart, ...], type_name: str) -> Shape:
     # Batch of 2: batch norm in training mode refuses a single value per channel.
     clip = torch.empty((2, *in_shape), device="meta")
     try:
-        with torch.no_grad(), _ShapeProbe():
+        with torch.no_grad(), MetaShortcuts(count_flops=False):
             out = module(clip)
     except Exception as exc:
         raise SpecError(

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import torchinfo
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 from torchinfo.torchinfo import clear_cached_forward_pass
 
 from ..errors import VideoInterpreterError
+from ..layers import MetaShortcuts
 from ._report import LayerRow, ModelSummary
 from ._source import CallStack, Source, resolve_source, running
 
@@ -49,52 +48,6 @@ def _output_shapes(output: Any) -> dict[str, tuple[int, ...]]:
     if isinstance(output, list | tuple):
         return {str(i): tuple(v.shape) for i, v in enumerate(output) if isinstance(v, torch.Tensor)}
     return {}
-
-
-# Operations without a FLOP formula in FlopCounterMode (it counts convolutions, matmuls and
-# attention) whose output has their first input's shape. On meta tensors torch runs their meta
-# kernels as slow Python decompositions, so they are answered with an empty tensor of that shape
-# instead; the counts cannot change, and a summary of a transformer takes about a third less.
-_SHAPE_PRESERVING: frozenset[Any] = frozenset(
-    {
-        F.batch_norm,
-        F.group_norm,
-        F.instance_norm,
-        F.layer_norm,
-        F.dropout,
-        F.dropout1d,
-        F.dropout2d,
-        F.dropout3d,
-        F.gelu,
-        F.hardswish,
-        F.mish,
-        F.relu,
-        F.relu6,
-        F.silu,
-        F.softmax,
-        torch.relu,
-        torch.roll,
-        torch.sigmoid,
-        torch.softmax,
-        torch.Tensor.softmax,
-    }
-)
-
-
-class _MetaShortcuts(TorchFunctionMode):
-    def __torch_function__(
-        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        first = args[0] if args else None
-        if (
-            func in _SHAPE_PRESERVING
-            and isinstance(first, torch.Tensor)
-            and first.is_meta
-            and "dtype" not in kwargs
-        ):
-            return first if kwargs.get("inplace") else torch.empty_like(first)
-        return func(*args, **kwargs)
 
 
 def _macs_by_path(model: nn.Module, counter: FlopCounterMode) -> Callable[[nn.Module, str], int]:
@@ -151,7 +104,9 @@ def summarize(
     calls = CallStack(model)
     root_hook = model.register_forward_hook(keep_outputs)
     try:
-        shortcuts = _MetaShortcuts() if target.type == "meta" else contextlib.nullcontext()
+        shortcuts = (
+            MetaShortcuts(count_flops=True) if target.type == "meta" else contextlib.nullcontext()
+        )
         with running(model, target), counter, shortcuts:
             stats = torchinfo.summary(
                 model, input_data=[clip], mode="eval", verbose=0, depth=max(depth, 1)

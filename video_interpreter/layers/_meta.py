@@ -1,0 +1,157 @@
+"""Shape-only answers for meta-device ops, shared by shape probing and summaries.
+
+Several meta kernels (batch and layer norm, linear, GELU, softmax, matmul on batched operands)
+run through slow Python decompositions; inside ``MetaShortcuts`` those ops on meta tensors are
+answered with an empty tensor of the output shape, after the same checks torch would make.
+Probing a whole model drops from about 100 ms to a few.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["MetaShortcuts"]
+
+
+def _same_shape(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return x.new_empty(x.shape)
+
+
+def _norm(x: torch.Tensor, size: int, weight: torch.Tensor | None, what: str) -> torch.Tensor:
+    if weight is not None and weight.shape[0] != size:
+        raise RuntimeError(f"{what} expects {weight.shape[0]} channels, got {size}")
+    return x.new_empty(x.shape)
+
+
+def _batch_norm(
+    x: torch.Tensor,
+    mean: torch.Tensor | None,
+    var: Any,
+    weight: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> torch.Tensor:
+    return _norm(x, x.shape[1], weight if weight is not None else mean, "batch norm")
+
+
+def _group_norm(
+    x: torch.Tensor, groups: int, weight: Any = None, *args: Any, **kwargs: Any
+) -> torch.Tensor:
+    if x.shape[1] % groups:
+        raise RuntimeError(
+            f"group norm: {x.shape[1]} channels are not divisible by {groups} groups"
+        )
+    return _norm(x, x.shape[1], weight, "group norm")
+
+
+def _layer_norm(
+    x: torch.Tensor, normalized_shape: Sequence[int], *args: Any, **kwargs: Any
+) -> torch.Tensor:
+    if tuple(x.shape[-len(normalized_shape) :]) != tuple(normalized_shape):
+        raise RuntimeError(
+            f"layer norm over {tuple(normalized_shape)} got input {tuple(x.shape[1:])}"
+        )
+    return x.new_empty(x.shape)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Any = None) -> torch.Tensor:
+    if x.shape[-1] != weight.shape[1]:
+        raise RuntimeError(f"linear layer expects {weight.shape[1]} features, got {x.shape[-1]}")
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs: Any
+) -> torch.Tensor:
+    if k.shape[-2] != v.shape[-2] or q.shape[-1] != k.shape[-1]:
+        raise RuntimeError(
+            f"attention shapes q {tuple(q.shape)}, k {tuple(k.shape)}, "
+            f"v {tuple(v.shape)} do not fit"
+        )
+    return q.new_empty((*q.shape[:-1], v.shape[-1]))
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if a.dim() < 2 or b.dim() < 2 or args or kwargs:
+        return torch.matmul(a, b, *args, **kwargs)  # vectors and out=: torch's own rules
+    if a.shape[-1] != b.shape[-2]:
+        raise RuntimeError(
+            f"matmul: {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+            f"({a.shape[-1]} != {b.shape[-2]})"
+        )
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])  # type: ignore[no-untyped-call]
+    return a.new_empty((*batch, a.shape[-2], b.shape[-1]))
+
+
+# Ops with no multiply-accumulates: the flop counter has no formula for them.
+_NO_FLOPS: dict[Any, Any] = {
+    F.batch_norm: _batch_norm,
+    F.group_norm: _group_norm,
+    F.layer_norm: _layer_norm,
+    **dict.fromkeys(
+        (
+            F.instance_norm,
+            F.gelu,
+            F.silu,
+            F.mish,
+            F.hardswish,
+            F.relu,
+            F.relu6,
+            F.dropout,
+            F.dropout1d,
+            F.dropout2d,
+            F.dropout3d,
+            F.softmax,
+            torch.relu,
+            torch.sigmoid,
+            torch.softmax,
+            torch.roll,
+            torch.Tensor.softmax,
+        ),
+        _same_shape,
+    ),
+}
+# Ops that do multiply-accumulate: answered by shape only where nothing is being counted.
+_FLOPS: dict[Any, Any] = {
+    F.linear: _linear,
+    F.scaled_dot_product_attention: _attention,
+    torch.matmul: _matmul,
+    torch.Tensor.matmul: _matmul,
+    torch.Tensor.__matmul__: _matmul,
+}
+
+
+class MetaShortcuts(TorchFunctionMode):
+    """Answer slow meta-device ops on meta tensors by their output shape.
+
+    With ``count_flops=True`` (summaries) only ops without multiply-accumulates are answered, so
+    ``FlopCounterMode`` still sees every matmul, linear and attention; with ``False`` (shape
+    probing while building) those are answered too.
+    """
+
+    def __init__(self, *, count_flops: bool) -> None:
+        super().__init__()
+        self._rules = _NO_FLOPS if count_flops else {**_NO_FLOPS, **_FLOPS}
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        rule = self._rules.get(func)
+        first = args[0] if args else None
+        if (
+            rule is None
+            or not isinstance(first, torch.Tensor)
+            or not first.is_meta
+            or "dtype" in kwargs
+            or "out" in kwargs
+        ):
+            return func(*args, **kwargs)
+        if kwargs.get("inplace"):
+            return first
+        return rule(*args, **kwargs)
