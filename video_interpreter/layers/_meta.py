@@ -88,6 +88,65 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, *args: Any, **kwargs: Any) -> torc
     return a.new_empty((*batch, a.shape[-2], b.shape[-1]))
 
 
+def _elementwise(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    shape = torch.broadcast_shapes(  # type: ignore[no-untyped-call]
+        a.shape, b.shape if isinstance(b, torch.Tensor) else ()
+    )
+    return a.new_empty(shape, dtype=torch.result_type(a, b))
+
+
+def _elementwise_inplace(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if isinstance(b, torch.Tensor):
+        torch.broadcast_shapes(a.shape, b.shape)  # type: ignore[no-untyped-call]
+    return a
+
+
+def _reduction(x: torch.Tensor, dim: Any = None, keepdim: bool = False) -> torch.Tensor:
+    if dim is None:
+        return x.new_empty(())
+    dims = {d % x.dim() for d in ((dim,) if isinstance(dim, int) else dim)}
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keepdim or i not in dims]
+    return x.new_empty(shape)
+
+
+_T = torch.Tensor
+# Elementwise arithmetic on meta tensors runs Python meta kernels whose first call makes torch
+# import its compiler stack (about 1 s and 80 MB once per process); these need only broadcasting.
+_ARITHMETIC: dict[Any, Any] = {
+    **dict.fromkeys(
+        (
+            torch.add,
+            torch.sub,
+            torch.mul,
+            torch.div,
+            _T.add,
+            _T.sub,
+            _T.mul,
+            _T.div,
+            _T.__add__,
+            _T.__radd__,
+            _T.__sub__,
+            _T.__mul__,
+            _T.__rmul__,
+            _T.__truediv__,
+        ),
+        _elementwise,
+    ),
+    **dict.fromkeys(
+        (
+            _T.add_,
+            _T.sub_,
+            _T.mul_,
+            _T.div_,
+            _T.__iadd__,
+            _T.__isub__,
+            _T.__imul__,
+            _T.__itruediv__,
+        ),
+        _elementwise_inplace,
+    ),
+}
+
 # Ops with no multiply-accumulates: the flop counter has no formula for them.
 _NO_FLOPS: dict[Any, Any] = {
     F.batch_norm: _batch_norm,
@@ -115,6 +174,8 @@ _NO_FLOPS: dict[Any, Any] = {
         ),
         _same_shape,
     ),
+    **_ARITHMETIC,
+    **dict.fromkeys((torch.mean, torch.sum, _T.mean, _T.sum), _reduction),
 }
 # Ops that do multiply-accumulate: answered by shape only where nothing is being counted.
 _FLOPS: dict[Any, Any] = {
