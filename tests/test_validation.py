@@ -250,3 +250,10 @@ def test_the_exported_schema_is_valid_and_in_sync_with_the_registry() -> None:
     schema = json.loads(committed)
     jsonschema.Draft202012Validator.check_schema(schema)
     assert "if" in json.dumps(schema["$defs"]["node"])  # dispatched on type, not a bare oneOf
+
+
+def test_a_file_level_problem_prints_without_a_spec_path(write_spec: WriteSpec) -> None:
+    path = write_spec("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML") as info:
+        load_spec(path)
+    assert str(info.value.problems[0]).startswith(f"{path}:2:1: not valid YAML")

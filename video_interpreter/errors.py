@@ -82,7 +82,8 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column or 1}"
 
     def __str__(self) -> str:
-        text = f"{self.location}: {self.spec_path}: {self.message}"
+        where = f"{self.spec_path}: " if self.path else ""  # file-level: no spec path
+        text = f"{self.location}: {where}{self.message}"
         if self.hint:
             text += f" ({self.hint})"
         return text
