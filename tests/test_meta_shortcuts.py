@@ -32,6 +32,11 @@ CASES: dict[str, Callable[[], torch.Tensor]] = {
     "mean over dims": lambda: meta(2, 3, 4, 5, 6).mean(dim=(2, 3, 4)),
     "sum keepdim": lambda: meta(2, 3, 4).sum(-1, keepdim=True),
     "integer promotion": lambda: torch.empty(3, dtype=torch.int64, device="meta") * 0.5,
+    "comparison": lambda: meta(2, 1, 4) != meta(3, 1),
+    "cat": lambda: torch.cat([meta(2, 3, 4), meta(2, 5, 4)], dim=1),
+    "cat promotes": lambda: torch.cat(
+        [meta(2, 3), torch.empty(2, 3, dtype=torch.float64, device="meta")], dim=-1
+    ),
 }
 
 
@@ -54,6 +59,7 @@ def test_shortcut_shapes_and_dtypes_equal_torchs(case: str, count_flops: bool) -
         (lambda: F.group_norm(meta(2, 6, 4), 4), "not divisible by 4 groups"),
         (lambda: meta(2, 3) + meta(4, 3, 2), "shape"),
         (lambda: meta(2, 3).matmul(meta(4, 5)), "cannot be multiplied"),
+        (lambda: torch.cat([meta(2, 3), meta(3, 3)], dim=1), "differ outside dimension 1"),
     ],
 )
 def test_shortcuts_refuse_what_torch_refuses(

@@ -8,6 +8,7 @@ Probing a whole model drops from about 100 ms to a few.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,6 +96,13 @@ def _elementwise(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Te
     return a.new_empty(shape, dtype=torch.result_type(a, b))
 
 
+def _comparison(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    shape = torch.broadcast_shapes(  # type: ignore[no-untyped-call]
+        a.shape, b.shape if isinstance(b, torch.Tensor) else ()
+    )
+    return a.new_empty(shape, dtype=torch.bool)
+
+
 def _elementwise_inplace(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
     if isinstance(b, torch.Tensor):
         torch.broadcast_shapes(a.shape, b.shape)  # type: ignore[no-untyped-call]
@@ -109,42 +117,89 @@ def _reduction(x: torch.Tensor, dim: Any = None, keepdim: bool = False) -> torch
     return x.new_empty(shape)
 
 
-_T = torch.Tensor
+def _cat(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    first = tensors[0]
+    axis = dim % first.dim()
+    for other in tensors[1:]:
+        if other.dim() != first.dim() or any(
+            a != b
+            for i, (a, b) in enumerate(zip(first.shape, other.shape, strict=True))
+            if i != axis
+        ):
+            raise RuntimeError(
+                f"cat: sizes {tuple(first.shape)} and {tuple(other.shape)} differ outside "
+                f"dimension {dim}"
+            )
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in tensors)
+    dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
+    return first.new_empty(shape, dtype=dtype)
+
+
+def _methods(*names: str) -> list[Any]:
+    """A tensor method as ``__torch_function__`` may see it: torch.Tensor's wrapper or the
+    C method it wraps (``a != b`` arrives as ``TensorBase.ne``)."""
+    found: list[Any] = []
+    for name in names:
+        for owner in (torch.Tensor, torch._C.TensorBase):
+            method = getattr(owner, name, None)
+            if method is not None and method not in found:
+                found.append(method)
+    return found
+
+
 # Elementwise arithmetic on meta tensors runs Python meta kernels whose first call makes torch
 # import its compiler stack (about 1 s and 80 MB once per process); these need only broadcasting.
 _ARITHMETIC: dict[Any, Any] = {
     **dict.fromkeys(
-        (
+        [
             torch.add,
             torch.sub,
             torch.mul,
             torch.div,
-            _T.add,
-            _T.sub,
-            _T.mul,
-            _T.div,
-            _T.__add__,
-            _T.__radd__,
-            _T.__sub__,
-            _T.__mul__,
-            _T.__rmul__,
-            _T.__truediv__,
-        ),
+            *_methods(
+                "add",
+                "sub",
+                "mul",
+                "div",
+                "__add__",
+                "__radd__",
+                "__sub__",
+                "__mul__",
+                "__rmul__",
+                "__truediv__",
+            ),
+        ],
         _elementwise,
     ),
     **dict.fromkeys(
-        (
-            _T.add_,
-            _T.sub_,
-            _T.mul_,
-            _T.div_,
-            _T.__iadd__,
-            _T.__isub__,
-            _T.__imul__,
-            _T.__itruediv__,
+        _methods(
+            "add_", "sub_", "mul_", "div_", "__iadd__", "__isub__", "__imul__", "__itruediv__"
         ),
         _elementwise_inplace,
     ),
+    **dict.fromkeys(
+        [
+            torch.eq,
+            torch.ne,
+            *_methods(
+                "eq",
+                "ne",
+                "lt",
+                "le",
+                "gt",
+                "ge",
+                "__eq__",
+                "__ne__",
+                "__lt__",
+                "__le__",
+                "__gt__",
+                "__ge__",
+            ),
+        ],
+        _comparison,
+    ),
+    **dict.fromkeys([torch.mean, torch.sum, *_methods("mean", "sum")], _reduction),
 }
 
 # Ops with no multiply-accumulates: the flop counter has no formula for them.
@@ -170,12 +225,12 @@ _NO_FLOPS: dict[Any, Any] = {
             torch.sigmoid,
             torch.softmax,
             torch.roll,
-            torch.Tensor.softmax,
+            *_methods("softmax"),
         ),
         _same_shape,
     ),
     **_ARITHMETIC,
-    **dict.fromkeys((torch.mean, torch.sum, _T.mean, _T.sum), _reduction),
+    torch.cat: _cat,
 }
 # Ops that do multiply-accumulate: answered by shape only where nothing is being counted.
 _FLOPS: dict[Any, Any] = {
@@ -205,6 +260,10 @@ class MetaShortcuts(TorchFunctionMode):
         kwargs = kwargs or {}
         rule = self._rules.get(func)
         first = args[0] if args else None
+        if isinstance(first, list | tuple) and first:  # torch.cat's sequence of tensors
+            if not all(isinstance(t, torch.Tensor) and t.is_meta for t in first):
+                return func(*args, **kwargs)
+            first = first[0]
         if (
             rule is None
             or not isinstance(first, torch.Tensor)
