@@ -108,3 +108,17 @@ def test_transformer_spec_trains_a_step() -> None:
     loss.backward()
     optimizer.step()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_a_model_deep_copies_and_pickles_with_its_spec() -> None:
+    import copy
+    import pickle
+
+    model = build_model(TINY_SPEC).eval()
+    twin = copy.deepcopy(model)
+    assert twin.spec is model.spec
+    clip = torch.randn(1, 3, 4, 16, 16)
+    torch.testing.assert_close(twin(clip)["action"], model(clip)["action"])
+    restored = pickle.loads(pickle.dumps(model.spec))
+    assert restored == model.spec
+    assert restored.fingerprint == model.spec.fingerprint

@@ -144,6 +144,17 @@ class ArchitectureSpec:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ArchitectureSpec) and self.to_dict() == other.to_dict()
 
+    # Immutable: copies may share it (copy.deepcopy of a model, an EMA copy); pickles carry the
+    # plain resolved dict (torch.save of a whole model, multiprocessing).
+    def __copy__(self) -> ArchitectureSpec:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ArchitectureSpec:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_unpickle_spec, (self.to_dict(), self.source))
+
     def __hash__(self) -> int:
         return hash((self.fingerprint, self.name, self.version))
 
@@ -172,6 +183,10 @@ class ArchitectureSpec:
 
 
 SpecSource = str | Path | Mapping[str, Any] | ArchitectureSpec
+
+
+def _unpickle_spec(data: dict[str, Any], source: str | None) -> ArchitectureSpec:
+    return ArchitectureSpec.from_resolved(data, source=source)
 
 
 def _fill_defaults(value: Any, schema: Mapping[str, Any], registry: LayerRegistry) -> None:
