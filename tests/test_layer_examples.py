@@ -1,0 +1,116 @@
+"""Every registered layer, tested for free: it builds on the meta device from a spec node,
+initialises every tensor it owns, and runs on the CPU with the shape the builder predicted.
+
+A new layer needs one line in EXAMPLES: its parameters and one sample's input shape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from video_interpreter.layers import LAYERS, build_node
+from video_interpreter.model import initialize
+
+CLIP = (3, 4, 16, 16)  # (C, T, H, W)
+TOKENS = (2, 4, 4, 16)  # (T, H, W, D)
+CONV = {"out_channels": 8, "kernel_size": 3, "padding": 1}
+
+EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
+    "AdaptiveAvgPool3d": ({"output_size": 1}, CLIP),
+    "AdaptiveMaxPool3d": ({"output_size": [1, 2, 2]}, CLIP),
+    "AvgPool3d": ({"kernel_size": 2}, CLIP),
+    "BasicBlock3d": ({"out_channels": 8, "conv": "Conv2Plus1d", "stride": 2}, CLIP),
+    "BatchNorm1d": ({}, (6,)),
+    "BatchNorm3d": ({}, CLIP),
+    "Bottleneck3d": ({"out_channels": 16, "stride": 2}, CLIP),
+    "ClassToken": ({}, (1 + 8, 16)),
+    "ClassificationHead": ({"num_classes": 5, "dropout": 0.1}, (12,)),
+    "Concat": ({"branches": [[{"type": "Conv3d", **CONV}], [{"type": "Identity"}]]}, CLIP),
+    "Conv2Plus1d": ({"out_channels": 8, "stride": [1, 2, 2]}, CLIP),
+    "Conv3d": (CONV, CLIP),
+    "Conv3dNoTemporal": ({"out_channels": 8, "stride": 2}, CLIP),
+    "ConvClassificationHead": ({"num_classes": 5}, CLIP),
+    "ConvTranspose3d": ({"out_channels": 4, "kernel_size": 2, "stride": 2}, CLIP),
+    "Dropout": ({"p": 0.5}, CLIP),
+    "Dropout3d": ({"p": 0.5}, CLIP),
+    "Flatten": ({}, CLIP),
+    "GELU": ({}, CLIP),
+    "GlobalAvgPool3d": ({}, CLIP),
+    "GroupNorm": ({"num_groups": 2}, (4, 2, 8, 8)),
+    "Hardswish": ({}, CLIP),
+    "Identity": ({}, CLIP),
+    "LayerNorm": ({}, TOKENS),
+    "LeakyReLU": ({"negative_slope": 0.2}, CLIP),
+    "Linear": ({"out_features": 7}, TOKENS),
+    "MViTBlock": (
+        {"dim": 32, "heads": 2, "grid": [2, 4, 4], "stride_q": [1, 2, 2]},
+        (1 + 2 * 4 * 4, 16),
+    ),
+    "MViTEncoder": (
+        {
+            "stages": [
+                {"depth": 1, "dim": 16, "heads": 1},
+                {"depth": 1, "dim": 32, "heads": 2, "stride_q": [1, 2, 2]},
+            ]
+        },
+        (16, 2, 4, 4),
+    ),
+    "MaxPool3d": ({"kernel_size": 3, "stride": 2, "padding": 1}, CLIP),
+    "Mish": ({}, CLIP),
+    "ReLU": ({}, CLIP),
+    "ReLU6": ({}, CLIP),
+    "Repeat": ({"times": 2, "layer": {"type": "Conv3d", **CONV}}, CLIP),
+    "ResStage": ({"out_channels": 8, "depth": 2, "conv": "Conv3dNoTemporal", "stride": 2}, CLIP),
+    "Residual": (
+        {
+            "body": [{"type": "Conv3d", "out_channels": 3, "kernel_size": 1}],
+            "activation": {"type": "ReLU"},
+        },
+        CLIP,
+    ),
+    "SepConv3d": ({"out_channels": 8, "kernel_size": 3}, CLIP),
+    "Sequential": ({"layers": [{"type": "Conv3d", **CONV}, {"type": "ReLU"}]}, CLIP),
+    "SiLU": ({}, CLIP),
+    "Sigmoid": ({}, CLIP),
+    "Softmax": ({"dim": 1}, CLIP),
+    "SwinBlock3d": ({"heads": 2, "window_size": [2, 2, 2], "shift_size": [1, 1, 1]}, TOKENS),
+    "SwinEncoder3d": ({"depths": [2, 1], "heads": [2, 4], "window_size": [2, 2, 2]}, TOKENS),
+    "SwinPatchEmbed3d": ({"dim": 16, "patch_size": [2, 4, 4]}, CLIP),
+    "SwinPatchMerging3d": ({}, TOKENS),
+    "SwinStage3d": ({"depth": 2, "heads": 2, "window_size": [2, 3, 3]}, TOKENS),
+    "Tanh": ({}, CLIP),
+    "TokenPool": ({}, TOKENS),
+    "TransformerBlock": ({"heads": 4, "attention": "divided"}, TOKENS),
+    "TubeletEmbedding": ({"dim": 16, "tubelet": [2, 4, 4]}, CLIP),
+    "Unit3d": ({"out_channels": 8, "kernel_size": 3}, CLIP),
+    "WindowAttention3d": ({"heads": 2, "window_size": [2, 2, 2], "shift_size": [1, 1, 1]}, TOKENS),
+}
+
+
+@pytest.mark.parametrize("name", LAYERS.names())
+def test_every_registered_layer_builds_initialises_and_runs(name: str) -> None:
+    assert name in EXAMPLES, f"add an example of {name} to EXAMPLES in {__name__}"
+    params, in_shape = EXAMPLES[name]
+    module, out_shape = build_node({"type": name, **params}, in_shape, ("example",))
+    tensors = [*module.parameters(), *module.buffers()]
+    assert all(t.is_meta for t in tensors)
+
+    module.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.is_floating_point():
+                tensor.fill_(math.nan)
+        initialize(module)
+    for key, tensor in module.state_dict().items():
+        if tensor.is_floating_point():
+            assert not tensor.isnan().any(), f"{name}: {key} was not initialised"
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = module.eval()(torch.randn(2, *in_shape))
+    assert tuple(out.shape[1:]) == out_shape
+    assert torch.isfinite(out).all()
