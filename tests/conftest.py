@@ -9,19 +9,43 @@ from typing import Any
 
 import pytest
 
-TINY_SPEC: dict[str, Any] = {
-    "spec_version": 1,
-    "name": "tiny",
-    "version": "v1",
-    "input": {"channels": 3, "frames": 4, "height": 16, "width": 16},
-    "backbone": [
-        {"type": "Conv3d", "out_channels": 8, "kernel_size": 3, "padding": 1, "bias": False},
-        {"type": "BatchNorm3d"},
-        {"type": "ReLU"},
-    ],
-    "neck": {"type": "GlobalAvgPool3d"},
-    "heads": {"action": {"type": "ClassificationHead", "num_classes": 5}},
-}
+
+def tiny_spec(
+    *,
+    name: str = "tiny",
+    version: str = "v1",
+    out_channels: int = 8,
+    bias: bool = False,
+    num_classes: int = 5,
+    dropout: float = 0.0,
+) -> dict[str, Any]:
+    """A fresh tiny spec: Conv3d + BatchNorm3d + ReLU, pooled, one classification head, on
+    3x4x16x16 clips."""
+    head: dict[str, Any] = {"type": "ClassificationHead", "num_classes": num_classes}
+    if dropout:
+        head["dropout"] = dropout
+    return {
+        "spec_version": 1,
+        "name": name,
+        "version": version,
+        "input": {"channels": 3, "frames": 4, "height": 16, "width": 16},
+        "backbone": [
+            {
+                "type": "Conv3d",
+                "out_channels": out_channels,
+                "kernel_size": 3,
+                "padding": 1,
+                "bias": bias,
+            },
+            {"type": "BatchNorm3d"},
+            {"type": "ReLU"},
+        ],
+        "neck": {"type": "GlobalAvgPool3d"},
+        "heads": {"action": head},
+    }
+
+
+TINY_SPEC: dict[str, Any] = tiny_spec()
 
 
 @pytest.fixture

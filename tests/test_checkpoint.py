@@ -33,24 +33,14 @@ from video_interpreter.errors import CheckpointError
 from video_interpreter.model import VideoInterpreter, build_model
 from video_interpreter.spec import known_spec_names
 
+from . import conftest
+
 
 def tiny_spec(num_classes: int = 5, dropout: float = 0.0) -> dict[str, Any]:
-    """Conv3d + BatchNorm3d + ReLU, pooled, one classification head, on 3x4x16x16 clips."""
-    return {
-        "spec_version": 1,
-        "name": "tiny",
-        "version": "t1",
-        "input": {"channels": 3, "frames": 4, "height": 16, "width": 16},
-        "backbone": [
-            {"type": "Conv3d", "out_channels": 4, "kernel_size": 3, "padding": 1},
-            {"type": "BatchNorm3d"},
-            {"type": "ReLU"},
-        ],
-        "neck": {"type": "GlobalAvgPool3d"},
-        "heads": {
-            "action": {"type": "ClassificationHead", "num_classes": num_classes, "dropout": dropout}
-        },
-    }
+    """The shared tiny spec, as this module's checkpoints name it."""
+    return conftest.tiny_spec(
+        version="t1", out_channels=4, bias=True, num_classes=num_classes, dropout=dropout
+    )
 
 
 def tiny_model(seed: int = 0, **changes: Any) -> VideoInterpreter:
