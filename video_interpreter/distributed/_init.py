@@ -1,11 +1,11 @@
 """Initialising a sharded model: the same weights as ``build_model`` under the same seed, on any
 number of ranks, while no rank ever holds more than one layer's full weights.
 
-``initialize`` (model stage) visits modules in order and initialises each with the init
-scheme's rule or its ``reset_parameters()``, drawing from the global RNG. Here every rank walks
-the same modules in the same order; for each one it swaps the layer's sharded parameters for
-full-size temporary ones, runs the same rule (so it draws the same random numbers as an unsharded
-build), keeps its own shard and drops the rest. Every rank therefore spends the time of a full
+``initialize`` (model stage) runs an init plan: each module's scheme rule or its
+``reset_parameters()``, a rule with its own seeded generator. Here every rank runs the same plan
+with the same seeds; for each step it swaps the layer's sharded parameters for full-size
+temporary ones, runs the step (so it draws the same random numbers as an unsharded build), keeps
+its own shard and drops the rest. Every rank therefore spends the time of a full
 initialisation, but memory only for its shards plus the largest layer.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import cast
 
 import torch
@@ -21,7 +22,7 @@ from torch.distributed.tensor import DTensor
 
 from ..errors import BuildError
 from ..layers import get_init
-from ..model import initializer_for
+from ..model import init_plan, run_plan
 
 __all__ = ["initialize_sharded", "local_part"]
 
@@ -69,11 +70,5 @@ def _full_parameters(module: nn.Module, device: torch.device) -> Iterator[None]:
 
 def initialize_sharded(model: nn.Module, scheme: str, device: torch.device) -> None:
     """``initialize(model, scheme)`` for a model whose parameters are FSDP shards (DTensors)
-    and whose buffers are whole: same modules, same order, same rules, same random draws."""
-    rules = get_init(scheme)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            action = initializer_for(name, module, rules)
-            if action is not None:
-                with _full_parameters(module, device):
-                    action()
+    and whose buffers are whole: same plan, same seeds, same random draws."""
+    run_plan(init_plan(model, get_init(scheme)), context=partial(_full_parameters, device=device))

@@ -1,4 +1,9 @@
-"""Weight initialisation schemes a spec can name (``init: resnet``), applied once per module."""
+"""Weight initialisation schemes a spec can name (``init: resnet``), applied once per module.
+
+A rule takes the module and a ``torch.Generator`` (``None``: the global one) and draws every
+random number from it, so the model stage can run rules on several threads and still give the
+same weights for the same ``torch.manual_seed``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from ..errors import RegistrationError, RegistryError
@@ -13,22 +19,29 @@ from ._registry import closest_names
 
 __all__ = ["INITS", "InitScheme", "register_init"]
 
-ModuleInit = Callable[[nn.Module], None]
+ModuleInit = Callable[[nn.Module, torch.Generator | None], None]
 
 
 @dataclass(frozen=True)
 class InitScheme:
     """Per module type, the function that initialises it. Modules of other types fall back to
-    their own ``reset_parameters()``, so every weight is initialised exactly once."""
+    their own ``reset_parameters()``, so every weight is initialised exactly once.
+
+    With ``stock_only`` a rule stands in for its type's own ``reset_parameters()`` and so skips
+    a subclass that overrides it (that subclass keeps its own).
+    """
 
     name: str
     description: str
     rules: Mapping[type[nn.Module], ModuleInit] = field(default_factory=dict)
+    stock_only: bool = False
 
     def rule_for(self, module: nn.Module) -> ModuleInit | None:
         for kind, rule in self.rules.items():
             if isinstance(module, kind):
-                return rule
+                own = getattr(type(module), "reset_parameters", None)
+                overridden = own is not getattr(kind, "reset_parameters", None)
+                return None if self.stock_only and overridden else rule
         return None
 
 
@@ -60,34 +73,56 @@ def _zero_bias(module: nn.Module) -> None:
         nn.init.zeros_(bias)
 
 
-def _kaiming_fan_out(module: nn.Module) -> None:
+def _pytorch_default(module: nn.Module, generator: torch.Generator | None) -> None:
+    """What ``reset_parameters()`` of ``nn.Linear`` and the ``nn.ConvNd`` draws, from
+    ``generator``: weights Kaiming-uniform with ``a = sqrt(5)``, biases uniform in
+    ``+-1/sqrt(fan_in)``."""
+    assert isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
+    weight = module.weight
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    bias = module.bias
+    if bias is not None:
+        fan_in = math.prod(weight.shape[1:])
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        nn.init.uniform_(bias, -bound, bound, generator=generator)
+
+
+def _kaiming_fan_out(module: nn.Module, generator: torch.Generator | None) -> None:
     assert isinstance(module, nn.modules.conv._ConvNd)
-    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
     _zero_bias(module)
 
 
-def _normal_001(module: nn.Module) -> None:
+def _normal_001(module: nn.Module, generator: torch.Generator | None) -> None:
     assert isinstance(module, nn.Linear)
-    nn.init.normal_(module.weight, 0.0, 0.01)
+    nn.init.normal_(module.weight, 0.0, 0.01, generator=generator)
     _zero_bias(module)
 
 
-def _trunc_normal_002(module: nn.Module) -> None:
+def _trunc_normal_002(module: nn.Module, generator: torch.Generator | None) -> None:
     assert isinstance(module, nn.Linear)
-    nn.init.trunc_normal_(module.weight, std=0.02)
+    nn.init.trunc_normal_(module.weight, std=0.02, generator=generator)
     _zero_bias(module)
 
 
-def _xavier_flat(module: nn.Module) -> None:
+def _xavier_flat(module: nn.Module, generator: torch.Generator | None) -> None:
     assert isinstance(module, nn.modules.conv._ConvNd)
     # A patch projection is a linear map of the flattened tubelet.
     fan_in = math.prod(module.weight.shape[1:])
     bound = math.sqrt(6.0 / (fan_in + module.weight.shape[0]))
-    nn.init.uniform_(module.weight, -bound, bound)
+    nn.init.uniform_(module.weight, -bound, bound, generator=generator)
     _zero_bias(module)
 
 
-register_init(InitScheme("torch", "every module's own reset_parameters() (PyTorch defaults)"))
+register_init(
+    InitScheme(
+        "torch",
+        "every module's own reset_parameters() (PyTorch defaults); convolutions and linears "
+        "draw the same distributions from per-module generators, so they can run in parallel",
+        {nn.modules.conv._ConvNd: _pytorch_default, nn.Linear: _pytorch_default},
+        stock_only=True,
+    )
+)
 register_init(
     InitScheme(
         "resnet",

@@ -1,13 +1,18 @@
 """The model stage: ``VideoInterpreter`` and the factory that builds it from a spec."""
 
-from ._factory import build_meta, build_model, initialize, initializer_for, materialize
+from ._factory import allocate, build_meta, build_model, materialize
+from ._init import InitStep, init_plan, initialize, initializer_for, run_plan
 from ._model import VideoInterpreter
 
 __all__ = [
+    "InitStep",
     "VideoInterpreter",
+    "allocate",
     "build_meta",
     "build_model",
+    "init_plan",
     "initialize",
     "initializer_for",
     "materialize",
+    "run_plan",
 ]

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
 
-from ..errors import BuildError, SpecError
-from ..layers import LAYERS, InitScheme, LayerRegistry, assemble, get_init
+from ..errors import SpecError
+from ..layers import LAYERS, LayerRegistry, assemble
 from ..spec import ArchitectureSpec, SpecSource, load_spec
+from ._init import initialize
 from ._model import VideoInterpreter
 
-__all__ = ["build_meta", "build_model", "initialize", "initializer_for", "materialize"]
+__all__ = ["allocate", "build_meta", "build_model", "materialize"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,42 +32,32 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
 
 
-def _apply_rule(rule: Callable[[nn.Module], None], module: nn.Module) -> None:
-    rule(module)
-    if isinstance(module, nn.modules.batchnorm._NormBase):
-        module.reset_running_stats()
+def allocate(model: nn.Module, device: DeviceLike = None) -> nn.Module:
+    """Give every parameter and buffer of ``model`` uninitialised storage on ``device``.
 
-
-def initializer_for(name: str, module: nn.Module, scheme: InitScheme) -> Callable[[], None] | None:
-    """What initialises ``module``'s own tensors under ``scheme`` (None: it owns none).
-
-    A module type the scheme names gets the scheme's rule; any other module gets its
-    ``reset_parameters()``. A module that owns tensors and has neither is an error, so no weight
-    can be left uninitialised.
+    ``Module.to_empty`` does the same, but slower (it runs torch's Python reference of
+    ``empty_like`` per tensor on meta) and it unties a tensor two modules share; here a shared
+    tensor stays shared.
     """
-    rule = scheme.rule_for(module)
-    if rule is not None:
-        return partial(_apply_rule, rule, module)
-    reset = getattr(module, "reset_parameters", None)
-    if callable(reset):
-        return reset  # type: ignore[no-any-return]
-    if any(True for _ in module.parameters(recurse=False)) or any(
-        True for _ in module.buffers(recurse=False)
-    ):
-        raise BuildError(
-            f"module {name or '<root>'} ({type(module).__name__}) holds tensors of its own "
-            "but has no reset_parameters(); define one so it can be initialised"
-        )
-    return None
+    target = torch.device(device or "cpu")
+    fresh: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (old, new): old kept alive
 
+    def empty(tensor: torch.Tensor) -> torch.Tensor:
+        if id(tensor) not in fresh:
+            new = torch.empty(tensor.shape, dtype=tensor.dtype, device=target)
+            if isinstance(tensor, nn.Parameter):
+                new = nn.Parameter(new, requires_grad=tensor.requires_grad)
+            fresh[id(tensor)] = (tensor, new)
+        return fresh[id(tensor)][1]
 
-def initialize(model: nn.Module, scheme: str = "torch") -> None:
-    """Initialise every parameter and buffer of ``model`` exactly once under ``scheme``."""
-    rules = get_init(scheme)
-    for name, module in model.named_modules():
-        action = initializer_for(name, module, rules)
-        if action is not None:
-            action()
+    for module in model.modules():
+        for key, param in module._parameters.items():
+            if param is not None:
+                module._parameters[key] = cast(nn.Parameter, empty(param))
+        for key, buffer in module._buffers.items():
+            if buffer is not None:
+                module._buffers[key] = empty(buffer)
+    return model
 
 
 def materialize(
@@ -80,10 +71,9 @@ def materialize(
     unless ``init`` is None (when weights will be loaded next)."""
     if dtype is not None:
         model.to(dtype=dtype)  # free on meta: changes only the recorded dtype
-    model.to_empty(device=device or "cpu")
+    allocate(model, device)
     if init is not None:
-        with torch.no_grad():
-            initialize(model, init)
+        initialize(model, init)
     return model
 
 

@@ -1,0 +1,90 @@
+"""Initialisation: PyTorch's default distributions, reproducible under a seed on any number of
+threads, a subclass's own reset kept, shared tensors kept shared."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from video_interpreter.layers import get_init
+from video_interpreter.model import allocate, build_meta, init_plan, initialize, run_plan
+from video_interpreter.spec import load_spec
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: t.clone() for key, t in model.state_dict().items()}
+
+
+def _fresh(name: str) -> nn.Module:
+    model = build_meta(load_spec(name))
+    allocate(model)
+    return model
+
+
+@pytest.mark.parametrize("name", ["s3d", "tiny_transformer", "v1"])
+def test_the_same_seed_gives_the_same_weights_on_one_thread_or_several(name: str) -> None:
+    spec = load_spec(name)
+    runs = []
+    for threads in (1, 2, 3):
+        model = _fresh(name)
+        torch.manual_seed(11)
+        initialize(model, spec.init, threads=threads)
+        runs.append(_weights(model))
+    for other in runs[1:]:
+        assert other.keys() == runs[0].keys()
+        for key, tensor in runs[0].items():
+            assert torch.equal(other[key], tensor), key
+
+    model = _fresh(name)
+    torch.manual_seed(12)
+    initialize(model, spec.init, threads=2)
+    changed = [k for k, t in _weights(model).items() if not torch.equal(t, runs[0][k])]
+    assert changed, "another seed must give other weights"
+
+
+def test_the_torch_scheme_draws_pytorchs_default_distributions() -> None:
+    layers = nn.Sequential(nn.Conv3d(64, 128, 3), nn.Linear(512, 256))
+    torch.manual_seed(0)
+    initialize(layers, "torch")
+    for layer in layers:
+        assert isinstance(layer, nn.Conv3d | nn.Linear)
+        fan_in = math.prod(layer.weight.shape[1:])
+        # kaiming_uniform_(a=sqrt(5)): uniform in +-sqrt(6 / ((1 + 5) * fan_in)) = +-1/sqrt(fan_in)
+        bound = 1 / math.sqrt(fan_in)
+        for tensor in (layer.weight, layer.bias):
+            assert tensor.abs().max().item() <= bound
+            assert tensor.abs().max().item() > 0.95 * bound
+            # A uniform distribution on +-b has standard deviation b / sqrt(3).
+        assert layer.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+
+
+def test_a_subclass_that_overrides_reset_parameters_keeps_its_own_under_the_torch_scheme() -> None:
+    class ZeroLinear(nn.Linear):
+        def reset_parameters(self) -> None:
+            nn.init.zeros_(self.weight)
+            nn.init.ones_(self.bias)
+
+    layers = nn.Sequential(ZeroLinear(4, 3), nn.Linear(4, 3))
+    plan = init_plan(layers, get_init("torch"))
+    assert [(step.name, step.rule is None) for step in plan] == [("0", True), ("1", False)]
+    with torch.no_grad():
+        for p in layers.parameters():
+            p.fill_(math.nan)
+    run_plan(plan)
+    assert torch.equal(layers[0].weight, torch.zeros(3, 4))
+    assert torch.equal(layers[0].bias, torch.ones(3))
+    assert not layers[1].weight.isnan().any()
+    assert layers[1].weight.abs().max().item() > 0
+
+
+def test_allocate_keeps_a_shared_tensor_shared() -> None:
+    with torch.device("meta"):
+        first, second = nn.Linear(8, 8), nn.Linear(8, 8)
+    second.weight = first.weight  # tied
+    model = allocate(nn.Sequential(first, second))
+    assert not first.weight.is_meta
+    assert second.weight is first.weight
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.bias"]
