@@ -54,6 +54,7 @@ def test_the_torch_scheme_draws_pytorchs_default_distributions() -> None:
         fan_in = math.prod(layer.weight.shape[1:])
         # kaiming_uniform_(a=sqrt(5)): uniform in +-sqrt(6 / ((1 + 5) * fan_in)) = +-1/sqrt(fan_in)
         bound = 1 / math.sqrt(fan_in)
+        assert layer.bias is not None
         for tensor in (layer.weight, layer.bias):
             assert tensor.abs().max().item() <= bound
             assert tensor.abs().max().item() > 0.95 * bound
@@ -67,17 +68,18 @@ def test_a_subclass_that_overrides_reset_parameters_keeps_its_own_under_the_torc
             nn.init.zeros_(self.weight)
             nn.init.ones_(self.bias)
 
-    layers = nn.Sequential(ZeroLinear(4, 3), nn.Linear(4, 3))
+    mine, stock = ZeroLinear(4, 3), nn.Linear(4, 3)
+    layers = nn.Sequential(mine, stock)
     plan = init_plan(layers, get_init("torch"))
     assert [(step.name, step.rule is None) for step in plan] == [("0", True), ("1", False)]
     with torch.no_grad():
         for p in layers.parameters():
             p.fill_(math.nan)
     run_plan(plan)
-    assert torch.equal(layers[0].weight, torch.zeros(3, 4))
-    assert torch.equal(layers[0].bias, torch.ones(3))
-    assert not layers[1].weight.isnan().any()
-    assert layers[1].weight.abs().max().item() > 0
+    assert torch.equal(mine.weight, torch.zeros(3, 4))
+    assert torch.equal(mine.bias, torch.ones(3))
+    assert not stock.weight.isnan().any()
+    assert stock.weight.abs().max().item() > 0
 
 
 def test_allocate_keeps_a_shared_tensor_shared() -> None:
