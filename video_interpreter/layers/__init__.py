@@ -5,7 +5,7 @@ Upstream of the spec stage: the spec schema is assembled from what is registered
 
 from . import combinators, heads, mvit, resnet, s3d, swin, torch_nn, transformer, video_conv
 from ._builder import Assembled, BuildContext, assemble, build_node, build_sequence, format_shape
-from ._meta import MetaShortcuts
+from ._meta import MetaConstruction, MetaShortcuts
 from ._params import (
     BOOL,
     NODE,
@@ -45,6 +45,7 @@ __all__ = [
     "InitScheme",
     "LayerEntry",
     "LayerRegistry",
+    "MetaConstruction",
     "MetaShortcuts",
     "Shape",
     "assemble",

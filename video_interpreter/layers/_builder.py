@@ -1,7 +1,8 @@
 """Turn spec nodes into modules on the meta device, propagating the sample shape node by node.
 
-Every node is built under ``torch.device("meta")`` and probed with a meta tensor of its input
-shape, so input sizes are inferred and shape errors are found without allocating a weight.
+Every node is built under ``torch.device("meta")`` and its output shape found, so input sizes are
+inferred and shape errors are found without allocating a weight: by arithmetic for common torch
+modules (``_shapes``), otherwise by probing it with a meta tensor of its input shape.
 A failure becomes a ``SpecError`` whose problem names the node's spec path.
 """
 
@@ -16,8 +17,9 @@ import torch
 from torch import nn
 
 from ..errors import PathPart, Problem, RegistryError, SpecError
-from ._meta import MetaShortcuts
+from ._meta import MetaConstruction, MetaShortcuts
 from ._registry import LAYERS, NODE_KEYS, LayerRegistry, Shape
+from ._shapes import known_output_shape
 
 __all__ = ["Assembled", "BuildContext", "assemble", "build_node", "build_sequence", "format_shape"]
 
@@ -87,7 +89,7 @@ def build_node(
     params = {k: v for k, v in node.items() if k not in NODE_KEYS}
     ctx = BuildContext(in_shape, path, registry)
     try:
-        with torch.device("meta"):
+        with MetaConstruction():
             module = entry.create(ctx, params)
     except SpecError:
         raise
@@ -97,6 +99,9 @@ def build_node(
         ) from exc
     if ctx.output_shape is not None:
         return module, ctx.output_shape
+    known = known_output_shape(module, in_shape)
+    if known is not None:
+        return module, known
     return module, _probe(module, in_shape, path, type_name)
 
 

@@ -1,4 +1,5 @@
-"""Shape-only answers for meta-device ops, shared by shape probing and summaries.
+"""Shape-only answers for meta-device ops, shared by shape probing and summaries; and the
+meta-device context modules are built in.
 
 Several meta kernels (batch and layer norm, linear, GELU, softmax, matmul on batched operands)
 run through slow Python decompositions; inside ``MetaShortcuts`` those ops on meta tensors are
@@ -14,9 +15,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._device import DeviceContext
 
-__all__ = ["MetaShortcuts"]
+__all__ = ["MetaConstruction", "MetaShortcuts"]
 
 
 def _same_shape(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -275,3 +278,49 @@ class MetaShortcuts(TorchFunctionMode):
         if kwargs.get("inplace"):
             return first
         return rule(*args, **kwargs)
+
+
+# What layers call to fill their tensors when constructed: nothing to do on meta tensors.
+_FILLS = frozenset(
+    {
+        nn.init.uniform_,
+        nn.init.normal_,
+        nn.init.constant_,
+        nn.init.kaiming_uniform_,
+        *_methods(
+            "uniform_",
+            "normal_",
+            "zero_",
+            "fill_",
+            "erfinv_",
+            "clamp_",
+            "random_",
+            "exponential_",
+        ),
+    }
+)
+# In-place arithmetic skipped only with a number operand (trunc_normal_'s mul_ and add_).
+_SCALAR_UPDATES = frozenset(_methods("mul_", "add_"))
+
+
+class MetaConstruction(DeviceContext):
+    """``torch.device("meta")`` that also skips filling meta tensors with values.
+
+    Constructors draw initial values (``reset_parameters``); on meta there are none to draw, but
+    torch still runs each fill, several through Python decompositions. Skipping them makes
+    building a module on meta a third cheaper. A fill is skipped only on a meta tensor.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("meta")
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None
+    ) -> Any:
+        first = args[0] if args else (kwargs or {}).get("tensor")
+        if isinstance(first, torch.Tensor) and first.is_meta:
+            if func in _FILLS:
+                return first
+            if func in _SCALAR_UPDATES and len(args) == 2 and isinstance(args[1], int | float):
+                return first
+        return super().__torch_function__(func, types, args, kwargs)  # type: ignore[no-untyped-call]

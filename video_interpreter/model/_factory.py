@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..layers import LAYERS, LayerRegistry, assemble
+from ..layers import LAYERS, LayerRegistry, MetaConstruction, assemble
 from ..spec import ArchitectureSpec, SpecSource, load_spec
 from ._init import initialize
 from ._model import VideoInterpreter
@@ -28,7 +28,7 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         parts = assemble(spec.to_dict(), registry)
     except SpecError as exc:
         raise spec.locate(exc) from None
-    with torch.device("meta"):
+    with MetaConstruction():
         return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
 
 
