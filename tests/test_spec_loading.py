@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from video_interpreter import ArchitectureSpec, SpecError, build_model, load_spec
+from video_interpreter.layers import LAYERS
 
 from .conftest import TINY_SPEC
 
@@ -201,3 +202,48 @@ def test_keys_that_look_like_unicode_digits_are_not_list_indices() -> None:
     spec = dict(TINY_SPEC, heads={"²": {"type": "ClassificationHead", "num_classes": "${a.b"}})
     with pytest.raises(SpecError, match="cannot load"):
         load_spec(spec)
+
+
+def test_a_spec_file_loaded_again_unchanged_is_not_parsed_again(write_spec: WriteSpec) -> None:
+    path = write_spec(BASE)
+    first = load_spec(path)
+    assert load_spec(path) is first
+    assert load_spec(path, overrides=["heads.action.num_classes=9"]) is not first
+    assert load_spec(path, overrides=["heads.action.num_classes=9"])["heads"]["action"] == {
+        **first["heads"]["action"],
+        "num_classes": 9,
+    }
+
+
+def test_an_edited_spec_file_is_read_again_even_at_the_same_size_and_time(
+    write_spec: WriteSpec,
+) -> None:
+    path = write_spec(BASE)
+    stamp = path.stat()
+    assert load_spec(path)["heads"]["action"]["num_classes"] == 5
+    path.write_text(path.read_text().replace("num_classes: 5", "num_classes: 7"))
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert path.stat().st_size == stamp.st_size
+    assert load_spec(path)["heads"]["action"]["num_classes"] == 7
+
+
+def test_an_edited_base_reaches_the_spec_that_extends_it(write_spec: WriteSpec) -> None:
+    base = write_spec(BASE, "base.yaml")
+    child = write_spec("extends: base.yaml\nname: child\n", "child.yaml")
+    assert load_spec(child).description == "the base"
+    base.write_text(base.read_text().replace("the base", "the new base"))
+    assert load_spec(child).description == "the new base"
+    base.unlink()
+    with pytest.raises(SpecError, match=r"`extends` names 'base\.yaml', which was not found"):
+        load_spec(child)
+
+
+def test_a_change_to_the_registry_makes_specs_load_afresh(
+    write_spec: WriteSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_spec(BASE)
+    first = load_spec(path)
+    monkeypatch.setattr(LAYERS, "generation", LAYERS.generation + 1)  # as register() does
+    again = load_spec(path)
+    assert again is not first
+    assert again == first

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,31 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import PathPart, Problem, SpecError
 from ._lookup import find_spec_file
-from ._source import Location, SourceMap, SpecPath, read_document
+from ._source import Location, SourceMap, SpecPath, read_document, read_text
 
-__all__ = ["compose", "parse_dotted_path"]
+__all__ = ["Composed", "Source", "compose", "parse_dotted_path"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file a spec was composed from, with the text that was read."""
+
+    path: Path
+    text: str
+
+    def unchanged(self) -> bool:
+        try:
+            return self.path.read_text(encoding="utf-8") == self.text
+        except (OSError, UnicodeDecodeError):
+            return False
+
+
+@dataclass(frozen=True)
+class Composed:
+    data: dict[str, Any]
+    smap: SourceMap
+    sources: tuple[Source, ...] = ()  # every file read, the spec's own first
+
 
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)")
 
@@ -87,9 +110,12 @@ def _needs_omegaconf(data: Any) -> bool:
 
 
 def _load_chain(
-    path: Path, stack: tuple[Path, ...], document: tuple[dict[str, Any], SourceMap] | None = None
+    path: Path, stack: tuple[Path, ...], sources: list[Source], text: str | None = None
 ) -> tuple[DictConfig, SourceMap]:
-    data, smap = document or read_document(path)
+    if text is None:
+        text = read_text(path)
+        sources.append(Source(path, text))
+    data, smap = read_document(path, text)
     problems = list(_resolver_problems(data, (), smap))
     if problems:
         raise SpecError(problems)
@@ -114,7 +140,7 @@ def _load_chain(
     if resolved in stack:
         chain = " -> ".join(p.name for p in (*stack, resolved))
         raise SpecError([smap.problem(f"`extends` cycle: {chain}", ("extends",), key=True)])
-    base, base_map = _load_chain(resolved, (*stack, resolved))
+    base, base_map = _load_chain(resolved, (*stack, resolved), sources)
     try:
         merged = OmegaConf.merge(base, config)
     except OmegaConfBaseException as exc:
@@ -145,32 +171,34 @@ def _apply_override(config: DictConfig, smap: SourceMap, item: str) -> SourceMap
     return smap.overlay(local, replaced)
 
 
-def compose(
-    source: Path | Mapping[str, Any], overrides: Sequence[str] = ()
-) -> tuple[dict[str, Any], SourceMap]:
+def compose(source: Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> Composed:
     """Load ``source`` with its ``extends`` chain, apply overrides, resolve interpolations."""
+    sources: list[Source] = []
     if isinstance(source, Path):
         resolved = source.resolve()
-        document = read_document(resolved)
-        if not overrides and not _needs_omegaconf(document[0]):
-            return _plain(document[0]), document[1]  # omegaconf would return it unchanged
-        config, smap = _load_chain(resolved, (resolved,), document)
+        text = read_text(resolved)
+        sources.append(Source(resolved, text))
+        document, smap = read_document(resolved, text)
+        if not overrides and not _needs_omegaconf(document):
+            # omegaconf would return it unchanged
+            return Composed(_plain(document), smap, tuple(sources))
+        config, smap = _load_chain(resolved, (resolved,), sources, text)
     else:
         smap = SourceMap({(): Location("<mapping>")})
         problems = list(_resolver_problems(dict(source), (), smap))
         if problems:
             raise SpecError(problems)
         if not overrides and not _needs_omegaconf(dict(source)):
-            return _plain(copy.deepcopy(dict(source))), smap
+            return Composed(_plain(copy.deepcopy(dict(source))), smap)
         config = _create(source, smap)
     for item in overrides:
         smap = _apply_override(config, smap, item)
     try:
-        data = OmegaConf.to_container(config, resolve=True)
+        resolved_data = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as exc:
         raise SpecError([_omegaconf_problem(exc, smap, "cannot resolve interpolation")]) from exc
-    assert isinstance(data, dict)
-    return _plain(data), smap
+    assert isinstance(resolved_data, dict)
+    return Composed(_plain(resolved_data), smap, tuple(sources))
 
 
 def _plain(data: dict[Any, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import yaml
 
 from ..errors import PathPart, Problem, SpecError
 
-__all__ = ["Location", "SourceMap", "read_document"]
+__all__ = ["Location", "SourceMap", "read_document", "read_text"]
 
 SpecPath = tuple[PathPart, ...]
 
@@ -131,16 +131,21 @@ def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
     )
 
 
+def read_text(path: Path) -> str:
+    """A spec file's text; a problem naming the file when it cannot be read as UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem(f"not UTF-8 text: {exc.reason}", file=str(path))]) from exc
+    except OSError as exc:
+        raise SpecError([Problem(f"cannot read: {exc.strerror}", file=str(path))]) from exc
+
+
 def read_document(path: Path, text: str | None = None) -> tuple[dict[str, Any], SourceMap]:
     """Parse one YAML or JSON file into a plain mapping and the positions of its entries."""
     file = str(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise SpecError([Problem(f"not UTF-8 text: {exc.reason}", file=file)]) from exc
-        except OSError as exc:
-            raise SpecError([Problem(f"cannot read: {exc.strerror}", file=file)]) from exc
+        text = read_text(path)
     smap = SourceMap()
     problems: list[Problem] = []
     node: yaml.Node | None = None

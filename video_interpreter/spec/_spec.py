@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ import yaml
 
 from ..errors import Problem, SpecError
 from ..layers import LAYERS, LayerRegistry, assemble
-from ._compose import compose
+from ._compose import Composed, Source, compose
 from ._lookup import find_spec_file, known_spec_names
 from ._source import SourceMap
 from ._validate import schema_problems
@@ -221,6 +223,49 @@ def _resolve_path(source: str | Path) -> Path:
     return found
 
 
+# Per registry, the specs resolved from files: (path, overrides) -> (files read, spec). A hit is
+# used only while every file still has the text it was read with and the registry is unchanged.
+_CACHE_SIZE = 64
+_Key = tuple[str, tuple[str, ...], int]  # (path, overrides, registry generation)
+_resolved: weakref.WeakKeyDictionary[
+    LayerRegistry, OrderedDict[_Key, tuple[tuple[Source, ...], ArchitectureSpec]]
+] = weakref.WeakKeyDictionary()
+
+
+def _cached(registry: LayerRegistry, key: _Key) -> ArchitectureSpec | None:
+    entries = _resolved.get(registry)
+    hit = None if entries is None else entries.get(key)
+    if hit is None or not all(source.unchanged() for source in hit[0]):
+        return None
+    return hit[1]
+
+
+def _remember(
+    registry: LayerRegistry, key: _Key, sources: tuple[Source, ...], spec: ArchitectureSpec
+) -> None:
+    entries = _resolved.setdefault(registry, OrderedDict())
+    entries[key] = (sources, spec)
+    entries.move_to_end(key)
+    while len(entries) > _CACHE_SIZE:
+        entries.popitem(last=False)
+
+
+def _resolve(composed: Composed, where: str | None, registry: LayerRegistry) -> ArchitectureSpec:
+    """Validate a composed document and write its defaults out."""
+    data, smap = composed.data, composed.smap
+    problems = schema_problems(data, smap, registry)
+    if problems:
+        raise SpecError(problems)
+    root = {"$ref": "#/$defs/node"}
+    for node in data["backbone"]:
+        _fill_defaults(node, root, registry)
+    if data.get("neck") is not None:
+        _fill_defaults(data["neck"], root, registry)
+    for node in data["heads"].values():
+        _fill_defaults(node, root, registry)
+    return ArchitectureSpec.from_resolved(data, source=where, smap=smap)
+
+
 def load_spec(
     source: SpecSource,
     *,
@@ -232,29 +277,26 @@ def load_spec(
 
     Raises ``SpecError`` listing every problem with its ``file:line:col`` and spec path. With
     ``check_shapes`` the clip shape is propagated through every node on the meta device.
+
+    A spec read from files is kept (specs are immutable) and returned again while its files
+    keep their text, so building the same spec again does not parse and validate it again.
     """
     if isinstance(source, ArchitectureSpec):
         if not overrides:
             return source
         source = source.to_dict()
     if isinstance(source, Mapping):
-        data, smap = compose(source, overrides)
-        where = None
+        spec = _resolve(compose(source, overrides), None, registry)
     else:
         path = _resolve_path(source)
-        data, smap = compose(path, overrides)
-        where = str(path)
-    problems = schema_problems(data, smap, registry)
-    if problems:
-        raise SpecError(problems)
-    root = {"$ref": "#/$defs/node"}
-    for node in data["backbone"]:
-        _fill_defaults(node, root, registry)
-    if data.get("neck") is not None:
-        _fill_defaults(data["neck"], root, registry)
-    for node in data["heads"].values():
-        _fill_defaults(node, root, registry)
-    spec = ArchitectureSpec.from_resolved(data, source=where, smap=smap)
+        registry.names()  # loads entry points first, which may bump the generation
+        key = (str(path), tuple(overrides), registry.generation)
+        found = _cached(registry, key)
+        if found is None:
+            composed = compose(path, overrides)
+            found = _resolve(composed, str(path), registry)
+            _remember(registry, key, composed.sources, found)
+        spec = found
     if check_shapes:
         spec.check_shapes(registry)
     return spec
