@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 from torch import nn
@@ -14,12 +13,11 @@ from ..layers import LAYERS, LayerRegistry, MetaConstruction, assemble
 from ..spec import ArchitectureSpec, SpecSource, load_spec
 from ._init import initialize
 from ._model import VideoInterpreter
+from ._storage import DeviceLike, allocate
 
-__all__ = ["allocate", "build_meta", "build_model", "materialize"]
+__all__ = ["build_meta", "build_model", "materialize"]
 
 logger = logging.getLogger(__name__)
-
-DeviceLike = torch.device | str | None
 
 
 def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> VideoInterpreter:
@@ -30,34 +28,6 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         raise spec.locate(exc) from None
     with MetaConstruction():
         return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
-
-
-def allocate(model: nn.Module, device: DeviceLike = None) -> nn.Module:
-    """Give every parameter and buffer of ``model`` uninitialised storage on ``device``.
-
-    ``Module.to_empty`` does the same, but slower (it runs torch's Python reference of
-    ``empty_like`` per tensor on meta) and it unties a tensor two modules share; here a shared
-    tensor stays shared.
-    """
-    target = torch.device(device or "cpu")
-    fresh: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (old, new): old kept alive
-
-    def empty(tensor: torch.Tensor) -> torch.Tensor:
-        if id(tensor) not in fresh:
-            new = torch.empty(tensor.shape, dtype=tensor.dtype, device=target)
-            if isinstance(tensor, nn.Parameter):
-                new = nn.Parameter(new, requires_grad=tensor.requires_grad)
-            fresh[id(tensor)] = (tensor, new)
-        return fresh[id(tensor)][1]
-
-    for module in model.modules():
-        for key, param in module._parameters.items():
-            if param is not None:
-                module._parameters[key] = cast(nn.Parameter, empty(param))
-        for key, buffer in module._buffers.items():
-            if buffer is not None:
-                module._buffers[key] = empty(buffer)
-    return model
 
 
 def materialize(
@@ -90,7 +60,8 @@ def build_model(
 
     ``overrides`` are dotlist assignments (``"heads.action.num_classes=10"``). With
     ``device="meta"`` nothing is allocated; otherwise weights are allocated once on ``device``
-    (default CPU) and initialised once with the spec's ``init`` scheme.
+    (default CPU) and initialised once with the spec's ``init`` scheme, the random draws
+    spread over ``torch.get_num_threads()`` threads.
     """
     resolved = load_spec(spec, overrides=overrides, check_shapes=False, registry=registry)
     model = build_meta(resolved, registry)

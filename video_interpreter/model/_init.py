@@ -1,16 +1,18 @@
-"""Initialising a model once under a scheme, with the random draws spread over torch's threads.
+"""Initialising a model once under a scheme, with its random draws spread over threads.
 
-``init_plan`` lists what initialises each module: a scheme rule or its own
-``reset_parameters()``. ``run_plan`` runs the ``reset_parameters()`` steps in module order on the
-calling thread (they draw from the global generator), then the rule steps, each with its own
-generator seeded from one draw of the global one. A step's weights depend only on that seed and
-the step's index, so they are the same whether the steps run on one thread or several, and the
-same for the same ``torch.manual_seed``.
+``init_plan`` lists what initialises each module: a scheme rule or the module's own
+``reset_parameters()``. A plan means: the resets in module order, drawing from the global
+generator, then the rule steps, each drawing from a generator of its own, seeded from one draw of
+the global generator and the module's name. A rule step's values therefore do not depend on the
+thread that runs it or on when it runs, and one ``torch.manual_seed`` gives one set of weights.
+
+``run_plan`` runs a plan on the threads torch may use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -101,31 +103,38 @@ def init_plan(model: nn.Module, scheme: InitScheme) -> list[InitStep]:
     ]
 
 
-Indexed = tuple[int, InitStep]  # a step with its index in the plan, which seeds it
-
-
 def _device(module: nn.Module) -> torch.device:
     for tensor in module.parameters(recurse=False):
         return tensor.device
     return torch.device("cpu")
 
 
-def _run_seeded(steps: Sequence[Indexed], seed: int, context: StepContext | None) -> None:
+def _draw_seed() -> int:
+    """One draw of the global generator, from which every rule step's seed derives."""
+    return int(torch.randint(0, 2**62, (), dtype=torch.int64).item())
+
+
+def _step_seed(seed: int, name: str) -> int:
+    digest = hashlib.blake2b(name.encode(), digest_size=8, key=seed.to_bytes(8, "little"))
+    return int.from_bytes(digest.digest(), "little") >> 1  # manual_seed takes 63 bits
+
+
+def _run_rules(steps: Sequence[InitStep], seed: int, context: StepContext | None = None) -> None:
     with torch.no_grad():  # grad mode is per thread
-        for index, step in steps:
+        for step in steps:
             with context(step.module) if context is not None else contextlib.nullcontext():
-                generator = torch.Generator(_device(step.module)).manual_seed(seed + index)
-                step.run(generator)
+                generator = torch.Generator(_device(step.module))
+                step.run(generator.manual_seed(_step_seed(seed, step.name)))
 
 
-def _balanced(steps: Sequence[Indexed], parts: int) -> list[list[Indexed]]:
+def _balanced(steps: Sequence[InitStep], parts: int) -> list[list[InitStep]]:
     """``steps`` split into ``parts`` lists of about equal element counts, largest first."""
-    groups: list[list[Indexed]] = [[] for _ in range(parts)]
+    groups: list[list[InitStep]] = [[] for _ in range(parts)]
     loads = [0] * parts
-    for item in sorted(steps, key=lambda item: -_elements(item[1])):
+    for step in sorted(steps, key=lambda step: -_elements(step)):
         lightest = loads.index(min(loads))
-        groups[lightest].append(item)
-        loads[lightest] += _elements(item[1])
+        groups[lightest].append(step)
+        loads[lightest] += _elements(step)
     return groups
 
 
@@ -133,37 +142,51 @@ def _elements(step: InitStep) -> int:
     return sum(t.numel() for t in step.module.parameters(recurse=False))
 
 
-def run_plan(
-    plan: Sequence[InitStep], *, threads: int | None = None, context: StepContext | None = None
-) -> None:
-    """Run ``plan``: resets in order on this thread, then the rule steps on up to ``threads``
-    threads (default ``torch.get_num_threads()``; CPU tensors only). ``context`` wraps each step
-    and makes the rule steps run on this thread."""
-    rule_steps = [(i, step) for i, step in enumerate(plan) if step.rule is not None]
+def _run_resets(plan: Sequence[InitStep], context: StepContext | None = None) -> None:
     with torch.no_grad():
         for step in plan:
             if step.rule is None:
                 with context(step.module) if context is not None else contextlib.nullcontext():
                     step.run()
-    if not rule_steps:
-        return
-    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64).item())
+
+
+def _run_rules_on_threads(steps: Sequence[InitStep], seed: int, threads: int | None) -> None:
     workers = torch.get_num_threads() if threads is None else threads
     parallel = (
         workers > 1
-        and context is None
-        and all(_device(step.module).type == "cpu" for _, step in rule_steps)
-        and sum(_elements(step) for _, step in rule_steps) >= PARALLEL_MIN_ELEMENTS
+        and all(_device(step.module).type == "cpu" for step in steps)
+        and sum(_elements(step) for step in steps) >= PARALLEL_MIN_ELEMENTS
     )
     if not parallel:
-        _run_seeded(rule_steps, seed, context)
+        _run_rules(steps, seed)
         return
-    first, *rest = _balanced(rule_steps, workers)
+    first, *rest = _balanced(steps, workers)
     with ThreadPoolExecutor(max_workers=len(rest), thread_name_prefix="init") as pool:
-        pending = [pool.submit(_run_seeded, group, seed, None) for group in rest]
-        _run_seeded(first, seed, None)
+        pending = [pool.submit(_run_rules, group, seed) for group in rest]
+        _run_rules(first, seed)
         for future in pending:
             future.result()
+
+
+def run_plan(
+    plan: Sequence[InitStep],
+    *,
+    seed: int | None = None,
+    threads: int | None = None,
+    context: StepContext | None = None,
+) -> None:
+    """Run ``plan``: resets in order on this thread, then the rule steps on up to ``threads``
+    threads (default ``torch.get_num_threads()``; CPU tensors only). ``seed`` defaults to a draw
+    of the global generator, taken first. ``context`` wraps each step and makes the rule steps
+    run on this thread."""
+    if seed is None:
+        seed = _draw_seed()
+    _run_resets(plan, context)
+    rule_steps = [step for step in plan if step.rule is not None]
+    if context is not None:
+        _run_rules(rule_steps, seed, context)
+    else:
+        _run_rules_on_threads(rule_steps, seed, threads)
 
 
 def initialize(model: nn.Module, scheme: str = "torch", *, threads: int | None = None) -> None:
