@@ -35,11 +35,20 @@ class InitScheme:
     description: str
     rules: Mapping[type[nn.Module], ModuleInit] = field(default_factory=dict)
     stock_only: bool = False
+    _by_type: dict[type[nn.Module], ModuleInit | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def rule_for(self, module: nn.Module) -> ModuleInit | None:
+        cls = type(module)
+        if cls not in self._by_type:  # the answer depends on the class alone
+            self._by_type[cls] = self._find_rule(cls)
+        return self._by_type[cls]
+
+    def _find_rule(self, cls: type[nn.Module]) -> ModuleInit | None:
         for kind, rule in self.rules.items():
-            if isinstance(module, kind):
-                own = getattr(type(module), "reset_parameters", None)
+            if issubclass(cls, kind):
+                own = getattr(cls, "reset_parameters", None)
                 overridden = own is not getattr(kind, "reset_parameters", None)
                 return None if self.stock_only and overridden else rule
         return None

@@ -34,10 +34,12 @@ PARALLEL_MIN_ELEMENTS = 1 << 20
 StepContext = Callable[[nn.Module], contextlib.AbstractContextManager[object]]
 
 
+def _own_parameters(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module._parameters.values() if p is not None]
+
+
 def _owns_tensors(module: nn.Module) -> bool:
-    return any(True for _ in module.parameters(recurse=False)) or any(
-        True for _ in module.buffers(recurse=False)
-    )
+    return bool(_own_parameters(module)) or any(b is not None for b in module._buffers.values())
 
 
 def _apply_rule(rule: ModuleInit, module: nn.Module, generator: torch.Generator | None) -> None:
@@ -104,9 +106,8 @@ def init_plan(model: nn.Module, scheme: InitScheme) -> list[InitStep]:
 
 
 def _device(module: nn.Module) -> torch.device:
-    for tensor in module.parameters(recurse=False):
-        return tensor.device
-    return torch.device("cpu")
+    own = _own_parameters(module)
+    return own[0].device if own else torch.device("cpu")
 
 
 def _draw_seed() -> int:
@@ -139,7 +140,7 @@ def _balanced(steps: Sequence[InitStep], parts: int) -> list[list[InitStep]]:
 
 
 def _elements(step: InitStep) -> int:
-    return sum(t.numel() for t in step.module.parameters(recurse=False))
+    return sum(t.numel() for t in _own_parameters(step.module))
 
 
 def _run_resets(plan: Sequence[InitStep], context: StepContext | None = None) -> None:
