@@ -9,7 +9,9 @@ input size, both models holding the same weights (imported through the key map),
 ``--runs`` interleaved runs after ``--warmup``. Builds: ours ``build_model(arch)`` from the spec
 name (read, validate, build, initialise) against torchvision's constructor; meta: ours
 ``build_model(arch, device="meta")`` against torchvision's constructor under
-``torch.device("meta")``. An architecture without a spec file is reported as missing.
+``torch.device("meta")``. Building a spec again takes it from the spec cache; with
+``--fresh-spec`` the cache is cleared before every build, so each one reads and validates the
+file too. An architecture without a spec file is reported as missing.
 
 ``--clock cpu`` times with the process's CPU time instead of wall time: steadier on a machine
 other work shares (a forward's CPU time sums its threads, so compare ratios, not latencies).
@@ -30,7 +32,7 @@ from torch import nn
 
 from video_interpreter.errors import VideoInterpreterError
 from video_interpreter.model import build_model
-from video_interpreter.spec import find_spec_file
+from video_interpreter.spec import clear_spec_cache, find_spec_file
 from video_interpreter.zoo import convert_state_dict, known_key_maps
 
 ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
@@ -87,21 +89,32 @@ def median_ms_pair(
 
 
 def measure(
-    arch: str, runs: int, build_runs: int, warmup: int, clock: Clock = time.perf_counter
+    arch: str,
+    runs: int,
+    build_runs: int,
+    warmup: int,
+    clock: Clock = time.perf_counter,
+    fresh_spec: bool = False,
 ) -> Row:
     if find_spec_file(arch) is None:
         return Row(arch, status="missing (no spec file)")
     row = Row(arch)
+
+    def build(device: str | None = None) -> nn.Module:
+        if fresh_spec:
+            clear_spec_cache()
+        return build_model(arch, device=device)
+
     try:
         row.meta_ms = median_ms_pair(
-            lambda: build_model(arch, device="meta"),
+            lambda: build("meta"),
             lambda: torchvision_meta_model(arch),
             build_runs,
             warmup=1,
             clock=clock,
         )
         row.build_ms = median_ms_pair(
-            lambda: build_model(arch),
+            lambda: build(),
             lambda: torchvision_model(arch),
             build_runs,
             warmup=1,
@@ -184,16 +197,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--build-runs", type=int, default=7, help="timed builds (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed forward runs first")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    parser.add_argument(
+        "--fresh-spec", action="store_true", help="read and validate the spec in every build"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     rows = [
-        measure(arch, args.runs, args.build_runs, args.warmup, CLOCKS[args.clock])
+        measure(arch, args.runs, args.build_runs, args.warmup, CLOCKS[args.clock], args.fresh_spec)
         for arch in args.archs
     ]
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"{platform.processor() or platform.machine()}, {THREADS} threads, {args.clock} clock; "
+        f"{platform.processor() or platform.machine()}, {THREADS} threads, {args.clock} clock, "
+        f"spec {'read in every build' if args.fresh_spec else 'cached after the first build'}; "
         f"forward median of {args.runs} after {args.warmup} warm-up, "
         f"builds median of {args.build_runs}\n"
     )

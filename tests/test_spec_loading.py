@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from video_interpreter import ArchitectureSpec, SpecError, build_model, load_spec
 from video_interpreter.layers import LAYERS
+from video_interpreter.spec import clear_spec_cache
 
 from .conftest import TINY_SPEC
 
@@ -208,6 +209,9 @@ def test_a_spec_file_loaded_again_unchanged_is_not_parsed_again(write_spec: Writ
     path = write_spec(BASE)
     first = load_spec(path)
     assert load_spec(path) is first
+    clear_spec_cache()
+    assert load_spec(path) is not first
+    assert load_spec(path) == first
     assert load_spec(path, overrides=["heads.action.num_classes=9"]) is not first
     assert load_spec(path, overrides=["heads.action.num_classes=9"])["heads"]["action"] == {
         **first["heads"]["action"],

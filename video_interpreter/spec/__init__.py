@@ -5,7 +5,14 @@ omegaconf and jsonschema are used here and nowhere else.
 
 from ._lookup import architecture_roots, find_spec_file, known_spec_names
 from ._schema import architecture_schema, export_schema, schema_text
-from ._spec import ARCHITECTURE_KEYS, ArchitectureSpec, ClipShape, SpecSource, load_spec
+from ._spec import (
+    ARCHITECTURE_KEYS,
+    ArchitectureSpec,
+    ClipShape,
+    SpecSource,
+    clear_spec_cache,
+    load_spec,
+)
 
 __all__ = [
     "ARCHITECTURE_KEYS",
@@ -14,6 +21,7 @@ __all__ = [
     "SpecSource",
     "architecture_roots",
     "architecture_schema",
+    "clear_spec_cache",
     "export_schema",
     "find_spec_file",
     "known_spec_names",

@@ -22,7 +22,14 @@ from ._lookup import find_spec_file, known_spec_names
 from ._source import SourceMap
 from ._validate import schema_problems
 
-__all__ = ["ARCHITECTURE_KEYS", "ArchitectureSpec", "ClipShape", "SpecSource", "load_spec"]
+__all__ = [
+    "ARCHITECTURE_KEYS",
+    "ArchitectureSpec",
+    "ClipShape",
+    "SpecSource",
+    "clear_spec_cache",
+    "load_spec",
+]
 
 # What the fingerprint covers: everything that decides modules, weights and outputs.
 ARCHITECTURE_KEYS = ("spec_version", "input", "backbone", "neck", "heads")
@@ -248,6 +255,11 @@ def _remember(
     entries.move_to_end(key)
     while len(entries) > _CACHE_SIZE:
         entries.popitem(last=False)
+
+
+def clear_spec_cache() -> None:
+    """Forget every spec kept from files, so the next ``load_spec`` reads and validates again."""
+    _resolved.clear()
 
 
 def _resolve(composed: Composed, where: str | None, registry: LayerRegistry) -> ArchitectureSpec:
