@@ -1,8 +1,9 @@
 """Turn spec nodes into modules on the meta device, propagating the sample shape node by node.
 
-Every node is built under ``torch.device("meta")`` and its output shape found, so input sizes are
-inferred and shape errors are found without allocating a weight: by arithmetic for common torch
-modules (``_shapes``), otherwise by probing it with a meta tensor of its input shape.
+Every node is built on the meta device (``MetaConstruction``) and its output shape found, so
+input sizes are inferred and shape errors are found without allocating a weight: by arithmetic
+for common torch modules (``_shapes``), otherwise by probing it with a meta tensor of its input
+shape.
 A failure becomes a ``SpecError`` whose problem names the node's spec path.
 """
 
