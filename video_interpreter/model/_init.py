@@ -132,10 +132,10 @@ def _balanced(steps: Sequence[InitStep], parts: int) -> list[list[InitStep]]:
     """``steps`` split into ``parts`` lists of about equal element counts, largest first."""
     groups: list[list[InitStep]] = [[] for _ in range(parts)]
     loads = [0] * parts
-    for step in sorted(steps, key=lambda step: -_elements(step)):
+    for size, step in sorted(((_elements(step), step) for step in steps), key=lambda x: -x[0]):
         lightest = loads.index(min(loads))
         groups[lightest].append(step)
-        loads[lightest] += _elements(step)
+        loads[lightest] += size
     return groups
 
 

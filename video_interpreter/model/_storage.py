@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -10,9 +10,10 @@ from torch import nn
 __all__ = ["DeviceLike", "allocate"]
 
 DeviceLike = torch.device | str | None
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
-def allocate(model: nn.Module, device: DeviceLike = None) -> nn.Module:
+def allocate(model: ModuleT, device: DeviceLike = None) -> ModuleT:
     """Give every parameter and buffer of ``model`` uninitialised storage on ``device``.
 
     ``Module.to_empty`` does the same, but slower (it runs torch's Python reference of
