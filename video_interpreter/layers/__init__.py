@@ -27,7 +27,7 @@ from ._registry import (
     features,
     register_layer,
 )
-from .init import INITS, InitScheme, get_init, register_init
+from .init import INITS, InitScheme, RandomFills, get_init, register_init
 
 __all__ = [
     "BOOL",
@@ -47,6 +47,7 @@ __all__ = [
     "LayerRegistry",
     "MetaConstruction",
     "MetaShortcuts",
+    "RandomFills",
     "Shape",
     "assemble",
     "build_node",

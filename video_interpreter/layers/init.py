@@ -2,7 +2,9 @@
 
 A rule takes the module and a ``torch.Generator`` (``None``: the global one) and draws every
 random number from it, so the model stage can run rules on several threads and still give the
-same weights for the same ``torch.manual_seed``.
+same weights for the same ``torch.manual_seed``. The built-in rules draw through ``RandomFills``
+(numpy's PCG64 for CPU float tensors: a third faster than torch's CPU generator), seeded from
+that generator.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import torch
 from torch import nn
 
 from ..errors import RegistrationError, RegistryError
+from ._random import RandomFills
 from ._registry import closest_names
 
-__all__ = ["INITS", "InitScheme", "register_init"]
+__all__ = ["INITS", "InitScheme", "RandomFills", "register_init"]
 
 ModuleInit = Callable[[nn.Module, torch.Generator | None], None]
 
@@ -83,34 +86,34 @@ def _zero_bias(module: nn.Module) -> None:
 
 
 def _pytorch_default(module: nn.Module, generator: torch.Generator | None) -> None:
-    """What ``reset_parameters()`` of ``nn.Linear`` and the ``nn.ConvNd`` draws, from
-    ``generator``: weights Kaiming-uniform with ``a = sqrt(5)``, biases uniform in
-    ``+-1/sqrt(fan_in)``."""
+    """What ``reset_parameters()`` of ``nn.Linear`` and the ``nn.ConvNd`` draws: weights
+    Kaiming-uniform with ``a = sqrt(5)``, biases uniform in ``+-1/sqrt(fan_in)``."""
     assert isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
+    fills = RandomFills(generator)
     weight = module.weight
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    fills.kaiming_uniform_(weight, a=math.sqrt(5))
     bias = module.bias
     if bias is not None:
         fan_in = math.prod(weight.shape[1:])
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        nn.init.uniform_(bias, -bound, bound, generator=generator)
+        fills.uniform_(bias, -bound, bound)
 
 
 def _kaiming_fan_out(module: nn.Module, generator: torch.Generator | None) -> None:
     assert isinstance(module, nn.modules.conv._ConvNd)
-    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+    RandomFills(generator).kaiming_normal_(module.weight, mode="fan_out")
     _zero_bias(module)
 
 
 def _normal_001(module: nn.Module, generator: torch.Generator | None) -> None:
     assert isinstance(module, nn.Linear)
-    nn.init.normal_(module.weight, 0.0, 0.01, generator=generator)
+    RandomFills(generator).normal_(module.weight, 0.0, 0.01)
     _zero_bias(module)
 
 
 def _trunc_normal_002(module: nn.Module, generator: torch.Generator | None) -> None:
     assert isinstance(module, nn.Linear)
-    nn.init.trunc_normal_(module.weight, std=0.02, generator=generator)
+    RandomFills(generator).trunc_normal_(module.weight, std=0.02)
     _zero_bias(module)
 
 
@@ -119,7 +122,7 @@ def _xavier_flat(module: nn.Module, generator: torch.Generator | None) -> None:
     # A patch projection is a linear map of the flattened tubelet.
     fan_in = math.prod(module.weight.shape[1:])
     bound = math.sqrt(6.0 / (fan_in + module.weight.shape[0]))
-    nn.init.uniform_(module.weight, -bound, bound, generator=generator)
+    RandomFills(generator).uniform_(module.weight, -bound, bound)
     _zero_bias(module)
 
 

@@ -1,0 +1,133 @@
+"""Random fills for init rules, drawn by numpy's PCG64 where it can and torch's generator elsewhere.
+
+Torch's CPU generator (a Mersenne Twister, one number at a time) is the largest cost of building
+a convolutional model: S3D's 8.3 M weights take about 24 ms on one core. numpy's PCG64 fills a
+float32 array in about 15 ms, so a contiguous float32 or float64 CPU tensor is filled in place
+through a numpy view of it. Any other tensor (CUDA, half precision, strided) is filled by torch
+with the rule's generator. numpy releases the GIL while it fills, so rules still run in parallel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["RandomFills"]
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_SEED_BOUND = 2**62
+
+
+class RandomFills:
+    """In-place random fills for one rule call, every number drawn from ``generator`` (None: the
+    global generator of the tensor's device).
+
+    numpy's generator is seeded on first use from one draw of ``generator``, so two rule calls
+    with the same generator draw different numbers, and one ``torch.manual_seed`` gives one set of
+    weights. The distributions are torch's; the numbers are not the ones ``torch.nn.init`` would
+    draw.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self._generator = generator
+        self._numpy: np.random.Generator | None = None
+
+    def _view(self, tensor: torch.Tensor) -> np.ndarray | None:
+        """A flat numpy view of ``tensor``'s storage, when numpy can fill it in place."""
+        if (
+            tensor.device.type != "cpu"
+            or tensor.dtype not in _NUMPY_DTYPES
+            or not tensor.is_contiguous()
+            or (self._generator is not None and self._generator.device.type != "cpu")
+        ):
+            return None
+        array: np.ndarray = tensor.detach().numpy().reshape(-1)
+        return array
+
+    def _rng(self) -> np.random.Generator:
+        if self._numpy is None:
+            seed = torch.randint(0, _SEED_BOUND, (), generator=self._generator)
+            self._numpy = np.random.Generator(np.random.PCG64(int(seed)))
+        return self._numpy
+
+    def uniform_(self, tensor: torch.Tensor, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        """Fill ``tensor`` from U(low, high)."""
+        array = self._view(tensor)
+        if array is None:
+            with torch.no_grad():
+                return tensor.uniform_(low, high, generator=self._generator)
+        self._rng().random(out=array, dtype=array.dtype.type)
+        np.multiply(array, high - low, out=array)
+        if low:
+            np.add(array, low, out=array)
+        return tensor
+
+    def normal_(self, tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+        """Fill ``tensor`` from N(mean, std^2)."""
+        array = self._view(tensor)
+        if array is None:
+            with torch.no_grad():
+                return tensor.normal_(mean, std, generator=self._generator)
+        self._rng().standard_normal(out=array, dtype=array.dtype.type)
+        if std != 1.0:
+            np.multiply(array, std, out=array)
+        if mean:
+            np.add(array, mean, out=array)
+        return tensor
+
+    def trunc_normal_(
+        self,
+        tensor: torch.Tensor,
+        mean: float = 0.0,
+        std: float = 1.0,
+        a: float = -2.0,
+        b: float = 2.0,
+    ) -> torch.Tensor:
+        """Fill ``tensor`` from N(mean, std^2) truncated to [a, b], by inverting the CDF as
+        ``torch.nn.init.trunc_normal_`` does."""
+
+        def cdf(x: float) -> float:
+            return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+        low, high = cdf((a - mean) / std), cdf((b - mean) / std)
+        with torch.no_grad():
+            # In half precision the uniform draws round onto +-1, where erfinv is infinite.
+            work = tensor if tensor.dtype in _NUMPY_DTYPES else tensor.float()
+            self.uniform_(work, 2 * low - 1, 2 * high - 1)
+            work.erfinv_()
+            work.mul_(std * math.sqrt(2.0))
+            work.add_(mean)
+            work.clamp_(min=a, max=b)
+            return tensor if work is tensor else tensor.copy_(work)
+
+    def kaiming_uniform_(
+        self, tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in"
+    ) -> torch.Tensor:
+        """``torch.nn.init.kaiming_uniform_`` for a leaky-ReLU gain of slope ``a``."""
+        bound = math.sqrt(3.0) * _leaky_relu_gain(a) / math.sqrt(_fan(tensor, mode))
+        return self.uniform_(tensor, -bound, bound)
+
+    def kaiming_normal_(
+        self, tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in"
+    ) -> torch.Tensor:
+        """``torch.nn.init.kaiming_normal_`` for a leaky-ReLU gain of slope ``a`` (0: ReLU)."""
+        return self.normal_(tensor, 0.0, _leaky_relu_gain(a) / math.sqrt(_fan(tensor, mode)))
+
+
+def _leaky_relu_gain(slope: float) -> float:
+    return math.sqrt(2.0 / (1 + slope**2))
+
+
+def _fan(tensor: torch.Tensor, mode: str) -> int:
+    """Fan-in or fan-out of a weight of shape (out, in, *kernel), as ``torch.nn.init`` counts."""
+    if tensor.dim() < 2:
+        raise ValueError(
+            f"fan in and fan out need a weight of at least 2 dimensions, got {tuple(tensor.shape)}"
+        )
+    receptive = math.prod(tensor.shape[2:])
+    fans = {"fan_in": tensor.shape[1] * receptive, "fan_out": tensor.shape[0] * receptive}
+    if mode not in fans:
+        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    return max(fans[mode], 1)
