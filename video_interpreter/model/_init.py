@@ -49,9 +49,12 @@ def _apply_rule(rule: ModuleInit, module: nn.Module, generator: torch.Generator 
 
 
 def _reset(name: str, module: nn.Module) -> Callable[[], None] | None:
-    reset = getattr(module, "reset_parameters", None)
-    if callable(reset):
-        return reset  # type: ignore[no-any-return]
+    # Asked of the class first: a miss through nn.Module.__getattr__ raises and catches an
+    # AttributeError, which costs more than the rest of planning the module.
+    if hasattr(type(module), "reset_parameters") or "reset_parameters" in vars(module):
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            return reset  # type: ignore[no-any-return]
     if _owns_tensors(module):
         raise BuildError(
             f"module {name or '<root>'} ({type(module).__name__}) holds tensors of its own "
