@@ -3,7 +3,7 @@
 A rule takes the module and a ``torch.Generator`` (``None``: the global one) and draws every
 random number from it, so the model stage can run rules on several threads and still give the
 same weights for the same ``torch.manual_seed``. The built-in rules draw through ``RandomFills``
-(numpy's PCG64 for CPU float tensors: a third faster than torch's CPU generator), seeded from
+(uniform draws on CPU by numpy's PCG64, a third faster than torch's generator), seeded from
 that generator.
 """
 
