@@ -80,8 +80,8 @@ class RandomFills:
         a: float = -2.0,
         b: float = 2.0,
     ) -> torch.Tensor:
-        """Fill ``tensor`` from N(mean, std^2) truncated to [a, b], by inverting the CDF as
-        ``torch.nn.init.trunc_normal_`` does."""
+        """Fill ``tensor`` from N(mean, std^2) truncated to [a, b] by inverting the normal CDF
+        on uniform draws: every draw lands in [a, b], with no loop redrawing the ones outside."""
 
         def cdf(x: float) -> float:
             return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
