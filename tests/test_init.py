@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from video_interpreter.layers import get_init
-from video_interpreter.model import allocate, build_meta, init_plan, initialize, run_plan
+from video_interpreter.model import (
+    allocate,
+    build_meta,
+    build_model,
+    init_plan,
+    initialize,
+    run_plan,
+)
 from video_interpreter.spec import load_spec
 
 
@@ -90,3 +97,26 @@ def test_allocate_keeps_a_shared_tensor_shared() -> None:
     assert not first.weight.is_meta
     assert second.weight is first.weight
     assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.bias"]
+
+
+@pytest.mark.parametrize("name", ["tiny_transformer", "mvit_v2_s", "swin3d_t"])
+def test_a_modules_reset_leaves_its_childrens_tensors_to_them(name: str) -> None:
+    """The init plan visits every module, so a reset that also reset its children would draw
+    their weights twice."""
+    model = build_model(name)
+    checked = 0
+    for path, module in model.named_modules():
+        reset = getattr(type(module), "reset_parameters", None)
+        children = {
+            f"{child_name}.{key}": tensor
+            for child_name, child in module.named_children()
+            for key, tensor in child.state_dict().items()
+        }
+        if reset is None or not children:
+            continue
+        before = {key: tensor.clone() for key, tensor in children.items()}
+        module.reset_parameters()
+        changed = [key for key, tensor in children.items() if not torch.equal(tensor, before[key])]
+        assert not changed, f"{path or '<root>'}.reset_parameters() changed {changed}"
+        checked += 1
+    assert checked, "expected a module that owns tensors beside its children"

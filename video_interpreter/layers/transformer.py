@@ -53,7 +53,7 @@ class TubeletEmbedding(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.proj.reset_parameters()
+        """Initialise the tensor this module owns directly (``proj`` initialises itself)."""
         if self.position is not None:
             nn.init.trunc_normal_(self.position, std=0.02)
 
