@@ -8,6 +8,7 @@ through files. Everything else runs in this process, without a process group.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import pickle
@@ -28,6 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
 )
+from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.multiprocessing.spawn import start_processes
 
 from video_interpreter.checkpoint import load_checkpoint, load_model, resume
@@ -399,6 +401,23 @@ def test_a_checkpoint_saved_in_one_process_describes_itself(tmp_path: Path) -> N
     assert json.loads(json.dumps(again.to_dict()))["training_state"] == ["rng"]
     assert set(again.model_keys) == set(model.state_dict())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_saving_works_when_torch_returns_its_index_without_the_file_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch 2.10 and 2.11 return the index of a save without its storage data (the written
+    file still has it); the checkpoint must list and hash its files all the same."""
+
+    def save_like_torch_2_11(*args: Any, **kwargs: Any) -> Any:
+        return dataclasses.replace(dcp_save(*args, **kwargs), storage_data=None)
+
+    monkeypatch.setattr("video_interpreter.distributed._storage.dcp_save", save_like_torch_2_11)
+    saved = save_sharded(tiny_model(), tmp_path / "ckpt")
+    assert "__0_0.distcp" in saved.files
+    model = build_model(SPEC, device="meta")
+    load_sharded(tmp_path / "ckpt", model)
+    torch.testing.assert_close(model.state_dict(), tiny_model().state_dict())
 
 
 def test_overwrite_replaces_a_checkpoint_whole(tmp_path: Path) -> None:

@@ -137,6 +137,8 @@ def write_tensors(tensors: Mapping[str, torch.Tensor], directory: Path, ranks: R
             planner=DefaultSavePlanner(flatten_state_dict=False, dedup_save_to_lowest_rank=True),
             no_dist=not ranks.distributed,
         )
+    if index.storage_data is None:  # torch 2.10 and 2.11 return the index without it
+        index = read_index(directory)
     return sorted({info.relative_path for info in index.storage_data.values()} | {INDEX_FILE})
 
 
