@@ -1,15 +1,15 @@
 """The CUDA checks a machine without a GPU cannot make, as one short script. Prints Markdown.
 
-    python benchmarks/cuda_check.py [--archs s3d r3d_18] [--folder /tmp/cuda_check]
+    python benchmarks/cuda_check.py [--archs s3d r3d_18] [--batch 8] [--folder /tmp/cuda_check]
 
 For each zoo architecture, against torchvision's model holding the same (imported) weights:
 building on the GPU (``build_model(arch, device="cuda")``), fp32 outputs on the GPU (TF32 off),
 a bf16 autocast forward against fp32, a training step under bf16 autocast (every gradient
-finite), and forward time (``--batch`` clips, default 1; inference mode, CUDA events, median) in
-fp32, bf16, and for
-the convolutional ones bf16 with ``channels_last_3d``. Then initialisation on the GPU (the same
-seed gives the same weights; the distribution is PyTorch's) and, on a one-rank NCCL group,
-``shard_model``, a training step, ``save_sharded``, ``load_sharded`` and ``consolidate``.
+finite), and forward time (``--batch`` clips, default 1; inference mode, CUDA events, median)
+in fp32, bf16, and for the convolutional ones bf16 with ``channels_last_3d``. Then
+initialisation on the GPU (the same seed gives the same weights; the distribution is PyTorch's)
+and, on a one-rank NCCL group, ``shard_model``, a training step, ``save_sharded``,
+``load_sharded`` and ``consolidate``.
 """
 
 from __future__ import annotations
@@ -81,9 +81,9 @@ def check_arch(arch: str, batch: int = 1) -> list[str]:
     bf16_error = ((bf16 - fp32).norm() / fp32.norm()).item()
 
     ours.train()
-    batch = torch.randn(2, *ours.spec.input, device=CUDA)
+    clips = torch.randn(2, *ours.spec.input, device=CUDA)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = only_head(ours(batch)).float().logsumexp(dim=1).mean()
+        loss = only_head(ours(clips)).float().logsumexp(dim=1).mean()
     loss.backward()  # type: ignore[no-untyped-call]
     grads_finite = all(
         p.grad is not None and bool(p.grad.isfinite().all()) for p in ours.parameters()
