@@ -1,5 +1,5 @@
 """Output shapes by arithmetic agree with torch's own meta kernels, and the meta construction
-context skips fills only on meta tensors."""
+context skips fills only on meta tensors (and answers zeros and ones there by shape)."""
 
 from __future__ import annotations
 
@@ -150,3 +150,20 @@ def test_meta_construction_builds_on_meta_and_fills_only_meta_tensors() -> None:
     assert ((drawn >= 5.0) & (drawn <= 6.0)).all()
     assert torch.equal(filled, torch.full((2,), 3.0))
     assert torch.empty(1).device.type == "cpu"  # the context is gone afterwards
+
+
+def test_meta_construction_answers_zeros_and_ones_on_meta_and_makes_them_elsewhere() -> None:
+    with MetaConstruction():
+        norm = nn.BatchNorm3d(8)
+        shaped = torch.zeros((2, 3), dtype=torch.float16, requires_grad=True)
+        counted = torch.ones(4, dtype=torch.long)
+        zeros_on_cpu = torch.zeros(3, device="cpu")
+        ones_on_cpu = torch.ones(2, 2, device=torch.device("cpu"))
+    assert norm.running_mean is not None
+    assert norm.running_mean.is_meta
+    assert norm.running_mean.shape == (8,)
+    assert (shaped.is_meta, shaped.shape, shaped.dtype) == (True, (2, 3), torch.float16)
+    assert shaped.requires_grad
+    assert (counted.is_meta, counted.shape, counted.dtype) == (True, (4,), torch.long)
+    assert torch.equal(zeros_on_cpu, torch.zeros(3))
+    assert torch.equal(ones_on_cpu, torch.ones(2, 2))

@@ -301,6 +301,9 @@ _FILLS = frozenset(
 )
 # In-place arithmetic skipped only with a number operand (trunc_normal_'s mul_ and add_).
 _SCALAR_UPDATES = frozenset(_methods("mul_", "add_"))
+# Factories of tensors whose values a meta tensor would not hold anyway; on meta, torch.zeros
+# runs a Python meta kernel (a fifth of building S3D, through every batch norm's buffers).
+_VALUE_FACTORIES = frozenset({torch.zeros, torch.ones})
 
 
 class MetaConstruction(DeviceContext):
@@ -308,7 +311,8 @@ class MetaConstruction(DeviceContext):
 
     Constructors draw initial values (``reset_parameters``); on meta there are none to draw, but
     torch still runs each fill, several through Python decompositions. Skipping them makes
-    building a module on meta a third cheaper. A fill is skipped only on a meta tensor.
+    building a module on meta a third cheaper. A fill is skipped only on a meta tensor. For the
+    same reason ``torch.zeros`` and ``torch.ones`` on meta are answered by ``torch.empty``.
     """
 
     def __init__(self) -> None:
@@ -317,6 +321,11 @@ class MetaConstruction(DeviceContext):
     def __torch_function__(
         self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None
     ) -> Any:
+        if func in _VALUE_FACTORIES:
+            given = kwargs or {}
+            device = given.get("device")
+            if "out" not in given and (device is None or torch.device(device).type == "meta"):
+                return torch.empty(*args, **{**given, "device": self.device})
         first = args[0] if args else (kwargs or {}).get("tensor")
         if isinstance(first, torch.Tensor) and first.is_meta:
             if func in _FILLS:
