@@ -87,7 +87,9 @@ def test_sliding_window_shapes_equal_torchs(case: tuple[nn.Module, tuple[int, ..
             strict=False,
         )
     )
-    if probed is not None and fits:  # the usual case is answered, not left to probing
+    # The usual case is answered, not left to probing; a max pool also on an input smaller
+    # than its kernel (S3D pools 2 frames with a 3x3x3 kernel, padded).
+    if probed is not None and (fits or isinstance(module, nn.modules.pooling._MaxPoolNd)):
         assert known == probed
 
 

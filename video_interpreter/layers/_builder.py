@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import PathPart, Problem, RegistryError, SpecError
-from ._meta import MetaConstruction, MetaShortcuts
+from ._meta import MetaConstruction, MetaShortcuts, plain_checks
 from ._registry import LAYERS, NODE_KEYS, LayerRegistry, Shape
 from ._shapes import known_output_shape
 
@@ -152,6 +152,11 @@ class Assembled:
 
 def assemble(spec: Mapping[str, Any], registry: LayerRegistry = LAYERS) -> Assembled:
     """Build backbone, neck and heads of a validated spec, propagating the clip shape."""
+    with plain_checks():
+        return _assemble(spec, registry)
+
+
+def _assemble(spec: Mapping[str, Any], registry: LayerRegistry) -> Assembled:
     clip = spec["input"]
     shape: Shape = (clip["channels"], clip["frames"], clip["height"], clip["width"])
     shapes: dict[str, Shape] = {"input": shape}

@@ -2,15 +2,19 @@
 meta-device context modules are built in.
 
 Several meta kernels (batch and layer norm, linear, GELU, softmax, matmul on batched operands)
-run through slow Python decompositions; inside ``MetaShortcuts`` those ops on meta tensors are
-answered with an empty tensor of the output shape, after the same checks torch would make.
-Probing a whole model drops from about 100 ms to a few.
+run through slow Python decompositions, and some (convolution, batched matmul under einsum,
+broadcasting) import torch's symbolic-shape machinery, sympy included, on their first call
+(about 0.4 s per process); inside ``MetaShortcuts`` those ops on meta tensors are answered with
+an empty tensor of the output shape, after the same checks torch would make. Probing a whole
+model drops from about 100 ms to a few.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -19,7 +23,46 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._device import DeviceContext
 
-__all__ = ["MetaConstruction", "MetaShortcuts"]
+from ._shapes import per_dim, pooled_sizes, sliding_sizes
+
+__all__ = ["MetaConstruction", "MetaShortcuts", "plain_checks"]
+
+
+# torch._check(cond) imports torch's symbolic-shape machinery (sympy included, about 0.4 s) on
+# its first call, even for a plain True; torch's Python meta kernels call it for every check.
+_torch_check_with: Any = getattr(torch, "_check_with", None)
+_plain_checks_lock = threading.Lock()
+_plain_checks_depth = 0
+
+
+def _check_with_plain_bools(error_type: Any, cond: Any, message: Any = None) -> None:
+    if cond is True:
+        return
+    _torch_check_with(error_type, cond, message)  # torch's own handling and error
+
+
+@contextlib.contextmanager
+def plain_checks() -> Iterator[None]:
+    """Within the block, a ``torch._check`` of a plain ``True`` returns at once; any other
+    condition (False, a symbolic one) goes to torch's own, so the errors are torch's.
+
+    Building a model runs torch's Python meta kernels, and their checks would make the first
+    build in a process import sympy; this keeps a first MViT or Swin build about 0.4 s shorter.
+    """
+    global _plain_checks_depth
+    if _torch_check_with is None:  # a torch without the hook: nothing to shorten
+        yield
+        return
+    with _plain_checks_lock:
+        _plain_checks_depth += 1
+        torch._check_with = _check_with_plain_bools
+    try:
+        yield
+    finally:
+        with _plain_checks_lock:
+            _plain_checks_depth -= 1
+            if _plain_checks_depth == 0:
+                torch._check_with = _torch_check_with
 
 
 def _same_shape(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -80,6 +123,22 @@ def _attention(
     return q.new_empty((*q.shape[:-1], v.shape[-1]))
 
 
+def _broadcast(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """``torch.broadcast_shapes`` in plain Python: torch's own imports its symbolic-shape
+    machinery (sympy included, about 0.4 s) on first use."""
+    result: list[int] = []
+    for axis in range(1, max((len(s) for s in shapes), default=0) + 1):
+        sizes = {s[-axis] for s in shapes if len(s) >= axis} - {1}
+        if len(sizes) > 1:
+            described = " and ".join(str(tuple(s)) for s in shapes)
+            raise RuntimeError(
+                f"shape mismatch: {described} cannot be broadcast to a single shape "
+                f"(sizes {sorted(sizes)} at dimension {-axis})"
+            )
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(reversed(result))
+
+
 def _matmul(a: torch.Tensor, b: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     if a.dim() < 2 or b.dim() < 2 or args or kwargs:
         return torch.matmul(a, b, *args, **kwargs)  # vectors and out=: torch's own rules
@@ -88,27 +147,101 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, *args: Any, **kwargs: Any) -> torc
             f"matmul: {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
             f"({a.shape[-1]} != {b.shape[-2]})"
         )
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])  # type: ignore[no-untyped-call]
+    batch = _broadcast(a.shape[:-2], b.shape[:-2])
     return a.new_empty((*batch, a.shape[-2], b.shape[-1]))
 
 
-def _elementwise(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-    shape = torch.broadcast_shapes(  # type: ignore[no-untyped-call]
-        a.shape, b.shape if isinstance(b, torch.Tensor) else ()
+def _einsum(equation: str, *operands: Any) -> torch.Tensor:
+    """``torch.einsum`` with an explicit output and one letter per dimension; anything else
+    (``...``, an implicit output, a repeated output letter, a size misfit) is left to torch."""
+    tensors = (
+        operands[0] if len(operands) == 1 and isinstance(operands[0], list | tuple) else operands
     )
+    inputs, arrow, output = equation.replace(" ", "").partition("->")
+    terms = inputs.split(",")
+    sizes: dict[str, int] = {}
+    simple = (
+        bool(arrow)
+        and (inputs + output).replace(",", "").isalpha()
+        and len(set(output)) == len(output)
+        and len(terms) == len(tensors)
+        and all(isinstance(t, torch.Tensor) for t in tensors)
+        and all(len(term) == t.dim() for term, t in zip(terms, tensors, strict=False))
+    )
+    if simple:
+        for term, tensor in zip(terms, tensors, strict=True):
+            for letter, size in zip(term, tensor.shape, strict=True):
+                if sizes.setdefault(letter, size) != size:
+                    simple = False
+    if not simple or any(letter not in sizes for letter in output):
+        return torch.einsum(equation, *operands)
+    dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
+    result: torch.Tensor = tensors[0].new_empty([sizes[c] for c in output], dtype=dtype)
+    return result
+
+
+def _convolution(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """F.conv1d/2d/3d of a batch; anything else (string padding, no batch dimension, a misfit)
+    is left to torch, so its errors are torch's own."""
+    dims = weight.dim() - 2
+    step, pad, spread = (per_dim(v, dims) for v in (stride, padding, dilation))
+    fits = (
+        x.dim() == dims + 2
+        and x.shape[1] == weight.shape[1] * groups
+        and (bias is None or tuple(bias.shape) == (weight.shape[0],))
+    )
+    if fits and step is not None and pad is not None and spread is not None:
+        sizes = sliding_sizes(tuple(x.shape[2:]), weight.shape[2:], step, pad, spread)
+        if min(sizes) >= 1:
+            return x.new_empty((x.shape[0], weight.shape[0], *sizes))
+    convolve = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
+    return convolve(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _max_pool(
+    x: torch.Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """F.max_pool1d/2d/3d of a batch without indices; anything else is left to torch."""
+    dims = x.dim() - 2
+    sizes = None
+    if 1 <= dims <= 3 and not return_indices:
+        sizes = pooled_sizes(tuple(x.shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
+    if sizes is None:
+        pool: Any = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[min(max(dims, 1), 3) - 1]
+        return pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    return x.new_empty((*x.shape[:2], *sizes))
+
+
+def _elementwise(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    shape = _broadcast(a.shape, b.shape if isinstance(b, torch.Tensor) else ())
     return a.new_empty(shape, dtype=torch.result_type(a, b))
 
 
 def _comparison(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-    shape = torch.broadcast_shapes(  # type: ignore[no-untyped-call]
-        a.shape, b.shape if isinstance(b, torch.Tensor) else ()
-    )
+    shape = _broadcast(a.shape, b.shape if isinstance(b, torch.Tensor) else ())
     return a.new_empty(shape, dtype=torch.bool)
 
 
 def _elementwise_inplace(a: torch.Tensor, b: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-    if isinstance(b, torch.Tensor):
-        torch.broadcast_shapes(a.shape, b.shape)  # type: ignore[no-untyped-call]
+    if isinstance(b, torch.Tensor) and _broadcast(a.shape, b.shape) != tuple(a.shape):
+        raise RuntimeError(
+            f"output with shape {tuple(a.shape)} doesn't match the broadcast shape "
+            f"{_broadcast(a.shape, b.shape)}"
+        )
     return a
 
 
@@ -234,14 +367,21 @@ _NO_FLOPS: dict[Any, Any] = {
     ),
     **_ARITHMETIC,
     torch.cat: _cat,
+    F.max_pool1d: _max_pool,
+    F.max_pool2d: _max_pool,
+    F.max_pool3d: _max_pool,
 }
 # Ops that do multiply-accumulate: answered by shape only where nothing is being counted.
 _FLOPS: dict[Any, Any] = {
+    F.conv1d: _convolution,
+    F.conv2d: _convolution,
+    F.conv3d: _convolution,
     F.linear: _linear,
     F.scaled_dot_product_attention: _attention,
     torch.matmul: _matmul,
     torch.Tensor.matmul: _matmul,
     torch.Tensor.__matmul__: _matmul,
+    torch.einsum: _einsum,
 }
 
 
@@ -263,17 +403,18 @@ class MetaShortcuts(TorchFunctionMode):
         kwargs = kwargs or {}
         rule = self._rules.get(func)
         first = args[0] if args else None
+        if isinstance(first, str) and len(args) > 1:  # torch.einsum's equation
+            first = args[1][0] if isinstance(args[1], list | tuple) and args[1] else args[1]
         if isinstance(first, list | tuple) and first:  # torch.cat's sequence of tensors
             if not all(isinstance(t, torch.Tensor) and t.is_meta for t in first):
                 return func(*args, **kwargs)
             first = first[0]
-        if (
-            rule is None
-            or not isinstance(first, torch.Tensor)
-            or not first.is_meta
-            or "dtype" in kwargs
-            or "out" in kwargs
-        ):
+        if rule is None or not isinstance(first, torch.Tensor) or not first.is_meta:
+            return func(*args, **kwargs)
+        out = kwargs.get("out")
+        if out is first and rule is _same_shape and "dtype" not in kwargs:
+            return out  # in place, as Swin's softmax: same shape, same tensor
+        if "dtype" in kwargs or out is not None:
             return func(*args, **kwargs)
         if kwargs.get("inplace"):
             return first

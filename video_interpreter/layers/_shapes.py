@@ -16,7 +16,7 @@ from torch import nn
 
 from ._registry import Shape
 
-__all__ = ["known_output_shape"]
+__all__ = ["known_output_shape", "per_dim", "pooled_sizes", "sliding_sizes"]
 
 _SAME_SHAPE = (
     nn.Identity,
@@ -37,12 +37,18 @@ _SAME_SHAPE = (
 ShapeRule = Callable[[nn.Module, Shape], Shape | None]
 
 
-def _per_dim(value: int | Sequence[int], dims: int) -> tuple[int, ...] | None:
-    out = (value,) * dims if isinstance(value, int) else tuple(value)
-    return out if len(out) == dims else None
+def per_dim(value: Any, dims: int) -> tuple[int, ...] | None:
+    """An int or a sequence of ints as one int per dimension; None for anything else (a padding
+    of 'same', a sequence of another length)."""
+    if isinstance(value, int):
+        return (value,) * dims
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return None
+    out = tuple(value)
+    return out if len(out) == dims and all(isinstance(n, int) for n in out) else None
 
 
-def _sliding(
+def sliding_sizes(
     sizes: Shape,
     kernel: Sequence[int],
     stride: Sequence[int],
@@ -65,27 +71,52 @@ def _conv(module: nn.Module, shape: Shape) -> Shape | None:
     assert isinstance(module, nn.modules.conv._ConvNd)
     if isinstance(module.padding, str) or shape[0] != module.in_channels:
         return None
-    sizes = _sliding(shape[1:], module.kernel_size, module.stride, module.padding, module.dilation)
+    sizes = sliding_sizes(
+        shape[1:], module.kernel_size, module.stride, module.padding, module.dilation
+    )
     return (module.out_channels, *sizes)
+
+
+def pooled_sizes(
+    sizes: Shape,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    average: bool = False,
+) -> tuple[int, ...] | None:
+    """Output sizes of a max (or ``average``) pool over ``sizes``; None wherever torch would
+    refuse or collapse a dimension, so its own error can be raised."""
+    dims = len(sizes)
+    kernel = per_dim(kernel_size, dims)
+    step = per_dim(stride or kernel_size, dims)
+    pad = per_dim(padding, dims)
+    spread = per_dim(dilation, dims)
+    if kernel is None or step is None or pad is None or spread is None:
+        return None
+    if any(2 * p > k for p, k in zip(pad, kernel, strict=True)):
+        return None  # torch refuses padding over half the kernel
+    if average and any(n < d * (k - 1) + 1 for n, k, d in zip(sizes, kernel, spread, strict=True)):
+        return None  # average pools refuse an input smaller than the kernel, padding or not
+    out = sliding_sizes(sizes, kernel, step, pad, spread, ceil_mode)
+    return out if min(out) >= 1 else None
 
 
 def _pool(module: nn.Module, shape: Shape) -> Shape | None:
     pool: Any = module  # torch leaves the pooling attributes untyped
-    dims = len(shape) - 1
     if getattr(pool, "return_indices", False):
         return None
-    kernel = _per_dim(pool.kernel_size, dims)
-    stride = _per_dim(pool.stride or pool.kernel_size, dims)
-    padding = _per_dim(pool.padding, dims)
-    dilation = _per_dim(getattr(pool, "dilation", 1), dims)
-    if kernel is None or stride is None or padding is None or dilation is None:
-        return None
-    if any(2 * p > k for p, k in zip(padding, kernel, strict=True)):
-        return None  # torch refuses padding over half the kernel
-    if any(n < d * (k - 1) + 1 for n, k, d in zip(shape[1:], kernel, dilation, strict=True)):
-        return None  # some pools refuse an input smaller than the kernel, padding or not
-    sizes = _sliding(shape[1:], kernel, stride, padding, dilation, bool(pool.ceil_mode))
-    return (shape[0], *sizes)
+    sizes = pooled_sizes(
+        shape[1:],
+        pool.kernel_size,
+        pool.stride,
+        pool.padding,
+        getattr(pool, "dilation", 1),
+        bool(pool.ceil_mode),
+        average=isinstance(module, nn.modules.pooling._AvgPoolNd),
+    )
+    return None if sizes is None else (shape[0], *sizes)
 
 
 def _adaptive_avg(module: nn.Module, shape: Shape) -> Shape | None:

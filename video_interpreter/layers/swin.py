@@ -112,7 +112,9 @@ def shifted_window_mask(
         region = _window_regions(grid, window, shift)
     region = region.to(device)
     apart = region[:, None, :] != region[:, :, None]
-    return torch.zeros(apart.shape, dtype=dtype, device=device).masked_fill_(apart, _MASKED)
+    # A product rather than masked_fill_: on meta, torch's masked_fill_ kernel is Python and
+    # its first call imports sympy.
+    return apart.to(dtype).mul_(_MASKED)
 
 
 def _check_heads(dim: int, heads: int) -> None:
@@ -194,7 +196,9 @@ class WindowAttention3d(nn.Module):
         implementation takes it, so imported weights give the same outputs."""
         volume = window[0] * window[1] * window[2]
         index = self.relative_position_index[:volume, :volume].flatten()
-        bias = self.relative_position_bias_table[index].view(volume, volume, -1)
+        # index_select, not indexing: the same rows, and on meta a C++ kernel rather than
+        # torch's Python one (whose first call imports sympy).
+        bias = self.relative_position_bias_table.index_select(0, index).view(volume, volume, -1)
         return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, H, W, D)
