@@ -130,3 +130,15 @@ def test_fan_needs_a_weight_of_two_dimensions_and_a_known_mode() -> None:
         RandomFills().kaiming_uniform_(torch.empty(10))
     with pytest.raises(ValueError, match="'fan_in' or 'fan_out'"):
         RandomFills().kaiming_normal_(torch.empty(4, 4), mode="fan_avg")
+
+
+def test_fills_used_in_turn_on_one_thread_keep_their_own_streams() -> None:
+    def fills(seed: int) -> RandomFills:
+        return RandomFills(torch.Generator().manual_seed(seed))
+
+    alone = fills(1)
+    first, second = alone.uniform_(torch.empty(50)), alone.uniform_(torch.empty(50))
+    interleaved, other = fills(1), fills(2)
+    assert torch.equal(interleaved.uniform_(torch.empty(50)), first)
+    other.uniform_(torch.empty(50))  # takes the thread's generator in between
+    assert torch.equal(interleaved.uniform_(torch.empty(50)), second)
