@@ -12,7 +12,13 @@ import torch
 
 from ..spec import ArchitectureSpec
 
-__all__ = ["Checkpoint", "CheckpointMetadata", "SavedCheckpoint"]
+__all__ = ["Checkpoint", "CheckpointMetadata", "SavedCheckpoint", "training_state"]
+
+
+def training_state(optimizer: bool, scheduler: bool, rng: bool) -> tuple[str, ...]:
+    """The names of the training state a checkpoint holds besides the weights."""
+    held = (("optimizer", optimizer), ("scheduler", scheduler), ("rng", rng))
+    return tuple(name for name, present in held if present)
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,7 @@ class CheckpointMetadata:
     @property
     def training_state(self) -> tuple[str, ...]:
         """The training state held besides the weights, e.g. ``("optimizer", "rng")``."""
-        held = (
-            ("optimizer", self.has_optimizer),
-            ("scheduler", self.has_scheduler),
-            ("rng", self.has_rng_state),
-        )
-        return tuple(name for name, present in held if present)
+        return training_state(self.has_optimizer, self.has_scheduler, self.has_rng_state)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the path as a string)."""

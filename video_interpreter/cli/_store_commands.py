@@ -10,18 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..store import DEFAULT_ROOT, Entry, ModelStore, format_value
+from ._arguments import non_negative_int
 
 __all__ = ["register"]
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def register(commands: Any) -> None:
@@ -54,7 +45,7 @@ def register(commands: Any) -> None:
     prune = actions.add_parser(
         "prune", parents=[common, which], help="remove all but the last N (never best/pinned)"
     )
-    prune.add_argument("--keep-last", type=_count, required=True, metavar="N")
+    prune.add_argument("--keep-last", type=non_negative_int, required=True, metavar="N")
     prune.add_argument("--kind", choices=("model", "checkpoint"), help="only prune this kind")
     prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     prune.set_defaults(handler=_prune)

@@ -10,6 +10,7 @@ from typing import Any
 from ..diagram import DiagramFormatError, build_diagram, format_for, render_diagram
 from ..errors import SpecError
 from ..summary import parse_clip_shape, summarize
+from ._arguments import non_negative_int
 
 __all__ = ["DEFAULT_CONFIGS", "DEFAULT_DIAGRAMS", "register"]
 
@@ -17,16 +18,6 @@ DEFAULT_CONFIGS = Path("architectures/configs")
 DEFAULT_DIAGRAMS = Path("architectures/diagrams")
 _ZOO_FORMATS = (".svg", ".mmd")
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def register(commands: Any) -> None:
@@ -46,7 +37,11 @@ def register(commands: Any) -> None:
         "--format", choices=("text", "md", "json"), default="text", help="default text"
     )
     summary.add_argument(
-        "--depth", type=_depth, default=3, metavar="N", help="module levels listed (default 3)"
+        "--depth",
+        type=non_negative_int,
+        default=3,
+        metavar="N",
+        help="module levels listed (default 3)",
     )
     summary.set_defaults(handler=_summary)
 
@@ -71,7 +66,7 @@ def register(commands: Any) -> None:
         help="output format (default: from the file's suffix)",
     )
     diagram.add_argument(
-        "--depth", type=_depth, default=2, metavar="N", help="levels opened (default 2)"
+        "--depth", type=non_negative_int, default=2, metavar="N", help="levels opened (default 2)"
     )
     diagram.add_argument(
         "--zoo",

@@ -24,6 +24,7 @@ from typing import Any
 
 # Shared with the single-file format, so both describe a checkpoint the same way.
 from ..checkpoint._format import checked_fields, now_utc, package_version
+from ..checkpoint._types import training_state
 from ..errors import CheckpointError, SpecError
 from ..spec import ArchitectureSpec, load_spec
 from ._state import tensor_keys
@@ -84,12 +85,7 @@ class ShardedCheckpointMetadata:
     @property
     def training_state(self) -> tuple[str, ...]:
         """The training state held besides the weights, e.g. ``("optimizer", "rng")``."""
-        held = (
-            ("optimizer", self.has_optimizer),
-            ("scheduler", self.has_scheduler),
-            ("rng", self.has_rng_state),
-        )
-        return tuple(name for name, present in held if present)
+        return training_state(self.has_optimizer, self.has_scheduler, self.has_rng_state)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (path as a string, spec as a plain dict)."""
