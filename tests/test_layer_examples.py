@@ -12,23 +12,23 @@ from typing import Any
 import pytest
 import torch
 
-from video_interpreter.layers import LAYERS, build_node
+from video_interpreter.layers import LAYERS, SampleType, build_node, clip, grid, tokens, vector
 from video_interpreter.model import initialize
 
-CLIP = (3, 4, 16, 16)  # (C, T, H, W)
-TOKENS = (2, 4, 4, 16)  # (T, H, W, D)
+CLIP = clip(3, 4, 16, 16)
+TOKENS = grid(2, 4, 4, 16)
 CONV = {"out_channels": 8, "kernel_size": 3, "padding": 1}
 
-EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
+EXAMPLES: dict[str, tuple[dict[str, Any], SampleType]] = {
     "AdaptiveAvgPool3d": ({"output_size": 1}, CLIP),
     "AdaptiveMaxPool3d": ({"output_size": [1, 2, 2]}, CLIP),
     "AvgPool3d": ({"kernel_size": 2}, CLIP),
     "BasicBlock3d": ({"out_channels": 8, "conv": "Conv2Plus1d", "stride": 2}, CLIP),
-    "BatchNorm1d": ({}, (6,)),
+    "BatchNorm1d": ({}, vector(6)),
     "BatchNorm3d": ({}, CLIP),
     "Bottleneck3d": ({"out_channels": 16, "stride": 2}, CLIP),
-    "ClassToken": ({}, (1 + 8, 16)),
-    "ClassificationHead": ({"num_classes": 5, "dropout": 0.1}, (12,)),
+    "ClassToken": ({}, tokens(1 + 8, 16, prefix=1)),
+    "ClassificationHead": ({"num_classes": 5, "dropout": 0.1}, vector(12)),
     "Concat": ({"branches": [[{"type": "Conv3d", **CONV}], [{"type": "Identity"}]]}, CLIP),
     "Conv2Plus1d": ({"out_channels": 8, "stride": [1, 2, 2]}, CLIP),
     "Conv3d": (CONV, CLIP),
@@ -40,7 +40,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "Flatten": ({}, CLIP),
     "GELU": ({}, CLIP),
     "GlobalAvgPool3d": ({}, CLIP),
-    "GroupNorm": ({"num_groups": 2}, (4, 2, 8, 8)),
+    "GroupNorm": ({"num_groups": 2}, clip(4, 2, 8, 8)),
     "Hardswish": ({}, CLIP),
     "Identity": ({}, CLIP),
     "LayerNorm": ({}, TOKENS),
@@ -48,7 +48,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "Linear": ({"out_features": 7}, TOKENS),
     "MViTBlock": (
         {"dim": 32, "heads": 2, "grid": [2, 4, 4], "stride_q": [1, 2, 2]},
-        (1 + 2 * 4 * 4, 16),
+        tokens(1 + 2 * 4 * 4, 16, prefix=1, token_grid=(2, 4, 4)),
     ),
     "MViTEncoder": (
         {
@@ -57,7 +57,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
                 {"depth": 1, "dim": 32, "heads": 2, "stride_q": [1, 2, 2]},
             ]
         },
-        (16, 2, 4, 4),
+        clip(16, 2, 4, 4),
     ),
     "MaxPool3d": ({"kernel_size": 3, "stride": 2, "padding": 1}, CLIP),
     "Mish": ({}, CLIP),
@@ -94,8 +94,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
 @pytest.mark.parametrize("name", LAYERS.names())
 def test_every_registered_layer_builds_initialises_and_runs(name: str) -> None:
     assert name in EXAMPLES, f"add an example of {name} to EXAMPLES in {__name__}"
-    params, in_shape = EXAMPLES[name]
-    module, out_shape = build_node({"type": name, **params}, in_shape, ("example",))
+    params, in_type = EXAMPLES[name]
+    module, out_type = build_node({"type": name, **params}, in_type, ("example",))
     tensors = [*module.parameters(), *module.buffers()]
     assert all(t.is_meta for t in tensors)
 
@@ -111,6 +111,6 @@ def test_every_registered_layer_builds_initialises_and_runs(name: str) -> None:
 
     torch.manual_seed(0)
     with torch.no_grad():
-        out = module.eval()(torch.randn(2, *in_shape))
-    assert tuple(out.shape[1:]) == out_shape
+        out = module.eval()(torch.randn(2, *in_type.sizes))
+    assert tuple(out.shape[1:]) == out_type.sizes
     assert torch.isfinite(out).all()

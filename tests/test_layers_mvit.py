@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torchvision.models.video.mvit import MSBlockConfig, MViT
 
 from video_interpreter.errors import SpecError
-from video_interpreter.layers import INITS, build_node
+from video_interpreter.layers import INITS, build_node, clip, tokens, vector
 from video_interpreter.layers.mvit import (
     ClassToken,
     ClassTokenEmbedding,
@@ -172,10 +172,10 @@ def test_attention_width_not_divisible_by_heads_is_refused_with_valid_counts() -
 def test_mvit_block_widens_and_pools_its_tokens_and_shortcut() -> None:
     block, shape = build_node(
         {"type": "MViTBlock", "dim": 32, "heads": 2, "grid": [2, 8, 8], "stride_q": [1, 2, 2]},
-        (1 + 2 * 8 * 8, 16),
+        tokens(1 + 2 * 8 * 8, 16, prefix=1),
         ("backbone", 0),
     )
-    assert shape == (1 + 2 * 4 * 4, 32)
+    assert shape == tokens(1 + 2 * 4 * 4, 32, prefix=1, token_grid=(2, 4, 4))
     assert isinstance(block, MViTBlock)
     assert block.project is not None
     assert block.pool_skip
@@ -183,20 +183,20 @@ def test_mvit_block_widens_and_pools_its_tokens_and_shortcut() -> None:
 
 
 def test_mvit_block_whose_grid_does_not_fit_the_tokens_is_a_spec_error() -> None:
-    with pytest.raises(SpecError, match=r"backbone\[2\].*grid \[2, 4, 4\] \(33 tokens\)"):
+    with pytest.raises(SpecError, match=r"backbone\[2\].*the grid \[2, 4, 4\]: \(1 \+ 32, D\)"):
         build_node(
             {"type": "MViTBlock", "dim": 16, "heads": 1, "grid": [2, 4, 4]},
-            (1 + 2 * 8 * 8, 16),
+            tokens(1 + 2 * 8 * 8, 16, prefix=1),
             ("backbone", 2),
         )
 
 
 def test_mvit_encoder_derives_every_block_grid_from_its_input_map() -> None:
     encoder, shape = build_node(
-        {"type": "MViTEncoder", "stages": TINY_STAGES}, (16, 2, 8, 8), ("backbone", 1)
+        {"type": "MViTEncoder", "stages": TINY_STAGES}, clip(16, 2, 8, 8), ("backbone", 1)
     )
     assert isinstance(encoder, MViTEncoder)
-    assert shape == (1 + 2 * 2 * 2, 64)
+    assert shape == tokens(1 + 2 * 2 * 2, 64, prefix=1, token_grid=(2, 2, 2))
     assert [block.grid for block in encoder.blocks] == [
         (2, 8, 8),
         (2, 8, 8),
@@ -216,13 +216,13 @@ def test_mvit_encoder_spreads_drop_path_linearly_over_its_blocks() -> None:
 
 def test_mvit_encoder_stage_with_indivisible_heads_is_a_spec_error() -> None:
     stages = [{"depth": 1, "dim": 30, "heads": 4}]
-    with pytest.raises(SpecError, match=r"stages\[0\]: dim 30 is not divisible by heads=4"):
-        build_node({"type": "MViTEncoder", "stages": stages}, (16, 2, 8, 8), ("backbone", 1))
+    with pytest.raises(SpecError, match=r"stages\[0\]: width 30 is not divisible by heads=4"):
+        build_node({"type": "MViTEncoder", "stages": stages}, clip(16, 2, 8, 8), ("backbone", 1))
 
 
 def test_mvit_encoder_on_tokens_instead_of_a_feature_map_is_a_spec_error() -> None:
-    with pytest.raises(SpecError, match=r"expects a feature map \(C, T, H, W\)"):
-        build_node({"type": "MViTEncoder", "stages": TINY_STAGES}, (65, 16), ("backbone", 1))
+    with pytest.raises(SpecError, match=r"MViTEncoder takes a clip or feature map \(C, T, H, W\)"):
+        build_node({"type": "MViTEncoder", "stages": TINY_STAGES}, tokens(65, 16), ("backbone", 1))
 
 
 def test_unknown_stage_key_is_reported_with_a_suggestion() -> None:
@@ -263,8 +263,8 @@ def test_class_token_neck_takes_the_first_token() -> None:
 
 
 def test_class_token_neck_on_pooled_features_is_a_spec_error() -> None:
-    with pytest.raises(SpecError, match=r"neck.*expects \(B, 1 \+ N, D\) tokens"):
-        build_node({"type": "ClassToken"}, (64,), ("neck",))
+    with pytest.raises(SpecError, match=r"ClassToken takes a token sequence \(L, D\); its input"):
+        build_node({"type": "ClassToken"}, vector(64), ("neck",))
 
 
 def test_tiny_mvit_builds_on_the_meta_device_with_the_expected_shapes() -> None:

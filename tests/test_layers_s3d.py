@@ -14,7 +14,7 @@ from torchvision.models.video.s3d import SepInceptionBlock3D, TemporalSeparableC
 from torchvision.ops.misc import Conv3dNormActivation
 
 from video_interpreter.errors import SpecError
-from video_interpreter.layers import build_node
+from video_interpreter.layers import build_node, clip
 from video_interpreter.layers.s3d import ConvClassificationHead, SepConv3d, Unit3d
 from video_interpreter.model import build_model
 from video_interpreter.spec import load_spec
@@ -63,9 +63,9 @@ def test_unit3d_is_torchvision_conv3d_norm_activation_key_for_key() -> None:
 
 def test_unit3d_keeps_time_and_space_at_stride_one_for_odd_kernels() -> None:
     _, shape = build_node(
-        {"type": "Unit3d", "out_channels": 6, "kernel_size": [3, 5, 5]}, (4, 3, 9, 9), ()
+        {"type": "Unit3d", "out_channels": 6, "kernel_size": [3, 5, 5]}, clip(4, 3, 9, 9), ()
     )
-    assert shape == (6, 3, 9, 9)
+    assert shape == clip(6, 3, 9, 9)
 
 
 def test_unit3d_uses_inception_batch_norm_settings_by_default() -> None:
@@ -127,7 +127,11 @@ def test_conv_classification_head_refuses_pooled_features_with_a_hint() -> None:
     spec = _spec(
         [{"type": "Unit3d", "out_channels": 8}, {"type": "GlobalAvgPool3d"}],
     )
-    with pytest.raises(SpecError, match=r"heads\.action: .*expects a feature map \(C, T, H, W\)"):
+    with pytest.raises(
+        SpecError,
+        match=r"heads\.action: ConvClassificationHead takes a clip or feature map \(C, T, H, W\); "
+        r"neck \(GlobalAvgPool3d\) gives a vector \(8,\)",
+    ):
         load_spec(spec)
 
 
@@ -163,8 +167,8 @@ INCEPTION_BLOCK: dict[str, Any] = {
 
 
 def test_an_inception_block_in_a_spec_concatenates_its_branch_widths() -> None:
-    _, shape = build_node(INCEPTION_BLOCK, (6, 4, 8, 8), ())
-    assert shape == (4 + 5 + 3 + 2, 4, 8, 8)
+    _, shape = build_node(INCEPTION_BLOCK, clip(6, 4, 8, 8), ())
+    assert shape == clip(4 + 5 + 3 + 2, 4, 8, 8)
 
 
 def test_an_inception_block_in_a_spec_equals_torchvision_sep_inception_block() -> None:

@@ -17,7 +17,7 @@ from torchvision.models.video.swin_transformer import (
 )
 
 from video_interpreter.errors import SpecError
-from video_interpreter.layers import build_node
+from video_interpreter.layers import SampleType, build_node, grid, tokens
 from video_interpreter.layers.swin import (
     StochasticDepth,
     SwinBlock3d,
@@ -229,14 +229,14 @@ def test_patch_embedding_without_norm_has_no_norm_weights() -> None:
     assert keys == {"proj.weight", "proj.bias"}
 
 
-def _node_error(node: dict[str, Any], in_shape: tuple[int, ...]) -> str:
+def _node_error(node: dict[str, Any], in_type: SampleType) -> str:
     with pytest.raises(SpecError) as info:
-        build_node(node, in_shape, ("backbone", 1))
+        build_node(node, in_type, ("backbone", 1))
     return str(info.value)
 
 
 def test_heads_that_do_not_divide_the_width_are_refused_with_valid_counts() -> None:
-    message = _node_error({"type": "SwinBlock3d", "heads": 5}, (2, 4, 4, 16))
+    message = _node_error({"type": "SwinBlock3d", "heads": 5}, grid(2, 4, 4, 16))
     assert "backbone[1]" in message
     assert "width 16 is not divisible by heads=5" in message
     assert "[1, 2, 4, 8, 16]" in message
@@ -244,24 +244,24 @@ def test_heads_that_do_not_divide_the_width_are_refused_with_valid_counts() -> N
 
 def test_encoder_checks_each_stage_width_against_its_heads() -> None:
     node = {"type": "SwinEncoder3d", "depths": [1, 1], "heads": [2, 3], "window_size": 2}
-    assert "width 32 is not divisible by heads=3" in _node_error(node, (2, 4, 4, 16))
+    assert "width 32 is not divisible by heads=3" in _node_error(node, grid(2, 4, 4, 16))
 
 
 def test_encoder_refuses_depths_and_heads_of_different_lengths() -> None:
     node = {"type": "SwinEncoder3d", "depths": [2, 2], "heads": [2]}
-    assert "must list one value per stage" in _node_error(node, (2, 4, 4, 16))
+    assert "must list one value per stage" in _node_error(node, grid(2, 4, 4, 16))
 
 
 def test_a_shift_as_large_as_the_window_is_refused() -> None:
     node = {"type": "WindowAttention3d", "heads": 2, "window_size": [2, 3, 3], "shift_size": 3}
     assert "shift_size [3, 3, 3] must be smaller than window_size [2, 3, 3]" in _node_error(
-        node, (2, 4, 4, 16)
+        node, grid(2, 4, 4, 16)
     )
 
 
 def test_patch_merging_refuses_an_input_that_is_not_a_token_grid() -> None:
-    message = _node_error({"type": "SwinPatchMerging3d"}, (3, 4, 8))
-    assert "expects a token grid (B, T, H, W, D)" in message
+    message = _node_error({"type": "SwinPatchMerging3d"}, tokens(12, 8))
+    assert "SwinPatchMerging3d takes a token grid (T, H, W, D); its input gives" in message
 
 
 def _tiny_spec(**encoder: Any) -> dict[str, Any]:

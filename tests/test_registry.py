@@ -40,7 +40,7 @@ def restore_default_registry() -> Iterator[None]:
     yield
     LAYERS._entries.clear()
     LAYERS._entries.update(saved)
-    LAYERS.generation += 1
+    LAYERS._derived.clear()
 
 
 @pytest.mark.usefixtures("restore_default_registry")

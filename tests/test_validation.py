@@ -185,7 +185,7 @@ heads: {action: {type: ClassificationHead, num_classes: 2}}
     )
     [(line, _, where, text)] = problems_of(path)
     assert (line, where) == (7, "backbone[0]")
-    assert "body output (16, 4, 32, 32) and shortcut output (3, 4, 32, 32) differ" in text
+    assert "the body gives a clip (16, 4, 32, 32) and the shortcut a clip (3, 4, 32, 32)" in text
 
 
 def test_attention_width_not_divisible_by_heads_is_reported(write_spec: WriteSpec) -> None:
@@ -201,7 +201,7 @@ heads: {action: {type: ClassificationHead, num_classes: 2}}
     )
     [(line, _, where, text)] = problems_of(path)
     assert (line, where) == (8, "backbone[1]")
-    assert "attention width 30 is not divisible by heads=4" in text
+    assert "width 30 is not divisible by heads=4" in text
 
 
 def test_a_head_on_unpooled_features_suggests_a_neck(write_spec: WriteSpec) -> None:

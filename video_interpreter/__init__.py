@@ -31,7 +31,16 @@ from .errors import (
     StoreError,
     VideoInterpreterError,
 )
-from .layers import LAYERS, BuildContext, channels, features, register_layer
+from .layers import (
+    LAYERS,
+    BuildContext,
+    Layout,
+    SampleType,
+    ShapeError,
+    channels,
+    features,
+    register_layer,
+)
 from .model import VideoInterpreter, build_model
 from .spec import ArchitectureSpec, architecture_schema, load_spec
 from .store import ModelStore
@@ -47,6 +56,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",
+    "Layout",
     "LoadError",
     "LoadReport",
     "ModelStore",
@@ -54,7 +64,9 @@ __all__ = [
     "Problem",
     "RegistrationError",
     "RegistryError",
+    "SampleType",
     "SavedCheckpoint",
+    "ShapeError",
     "SpecError",
     "StoreError",
     "VideoInterpreter",

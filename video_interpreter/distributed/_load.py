@@ -28,7 +28,7 @@ from torch.distributed.tensor import DTensor
 
 from ..checkpoint import load_checkpoint, load_model, spec_diff
 from ..errors import CheckpointError
-from ..model import VideoInterpreter, allocate, build_meta
+from ..model import VideoInterpreter, build_meta
 from ..spec import ArchitectureSpec
 from ._init import local_part
 from ._manifest import ShardedCheckpointMetadata, read_manifest
@@ -117,7 +117,7 @@ def load_sharded(
                 f"{root} holds no {name} state; save it with save_sharded(..., {name}=...)"
             )
     if not isinstance(model, FSDPModule) and any(t.is_meta for t in model.state_dict().values()):
-        allocate(model, "cpu")
+        model.to_empty(device="cpu")
 
     # The receiving state: this rank's shards (or whole tensors), filled in place below.
     if optimizer is not None:
@@ -237,7 +237,7 @@ def load_sharded_model(
                 spec, granularity=granularity, device=device, init=False, **shard_options
             )
         else:
-            model = allocate(build_meta(spec), device)
+            model = build_meta(spec).to_empty(device=device or "cpu")
         load_sharded(where, model, verify=verify, restore_rng_state=False)
         return model
     if not distributed:

@@ -1,11 +1,21 @@
-"""Layer registry and the layers a spec can name; importing this package registers them.
+"""Layer registry, the types that flow between layers, and the layers a spec can name;
+importing this package registers them.
 
-Upstream of the spec stage: the spec schema is assembled from what is registered here.
+Upstream of the spec stage: the spec schema is assembled from what is registered here, and
+validation propagates types with the declarations registered here.
 """
 
 from . import combinators, heads, mvit, resnet, s3d, swin, torch_nn, transformer, video_conv
-from ._builder import Assembled, BuildContext, assemble, build_node, build_sequence, format_shape
-from ._meta import MetaConstruction, MetaShortcuts
+from ._builder import (
+    Assembled,
+    BuildContext,
+    assemble,
+    build_node,
+    build_sequence,
+    input_type,
+    propagate,
+    spec_types,
+)
 from ._params import (
     BOOL,
     NODE,
@@ -21,13 +31,25 @@ from ._registry import (
     LAYERS,
     LayerEntry,
     LayerRegistry,
-    Shape,
-    channels,
+    OutputFn,
     closest_names,
-    features,
     register_layer,
 )
-from .init import INITS, InitScheme, RandomFills, get_init, register_init
+from ._types import (
+    Layout,
+    SampleType,
+    ShapeError,
+    channels,
+    clip,
+    conv_sizes,
+    features,
+    grid,
+    pool_sizes,
+    sample_dim,
+    tokens,
+    vector,
+)
+from .init import INITS, InitScheme, ModuleInit, get_init, register_init
 
 __all__ = [
     "BOOL",
@@ -45,28 +67,38 @@ __all__ = [
     "InitScheme",
     "LayerEntry",
     "LayerRegistry",
-    "MetaConstruction",
-    "MetaShortcuts",
-    "RandomFills",
-    "Shape",
+    "Layout",
+    "ModuleInit",
+    "OutputFn",
+    "SampleType",
+    "ShapeError",
     "assemble",
     "build_node",
     "build_sequence",
     "channels",
+    "clip",
     "closest_names",
     "combinators",
+    "conv_sizes",
     "features",
-    "format_shape",
     "get_init",
+    "grid",
     "heads",
+    "input_type",
     "mvit",
+    "pool_sizes",
+    "propagate",
     "register_init",
     "register_layer",
     "resnet",
     "s3d",
+    "sample_dim",
+    "spec_types",
     "swin",
+    "tokens",
     "torch_nn",
     "transformer",
     "triple",
+    "vector",
     "video_conv",
 ]

@@ -1,10 +1,12 @@
 """The closed registry of layer names a spec may use (private machinery; see ``layers``).
 
-A registered layer is an ``nn.Module`` class (or a function returning one) plus a JSON Schema for
-the parameters a spec may give it. Input sizes are never written in a spec: ``infer`` maps a
-constructor argument to a function of the input shape (``{"in_channels": channels}``), and the
-builder fills it in by shape propagation. The registry checks at registration time that schema
-and signature agree, so a spec can never reach a constructor argument the schema does not know.
+A registered layer is an ``nn.Module`` class (or a function returning one), a JSON Schema for
+the parameters a spec may give it, and its type declaration: the layouts it ``accepts`` and an
+``output`` function giving its output type from its input type and parameters. Input sizes are
+never written in a spec: ``infer`` maps a constructor argument to a function of the input type
+(``{"in_channels": channels}``), filled in by type propagation. The registry checks at
+registration time that schema and signature agree, so a spec can never reach a constructor
+argument the schema does not know.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import nn
 
 from ..errors import RegistrationError, RegistryError
+from ._types import Layout, SampleType, channels, features
 
 if TYPE_CHECKING:
     from ._builder import BuildContext
@@ -29,7 +32,7 @@ __all__ = [
     "LAYERS",
     "LayerEntry",
     "LayerRegistry",
-    "Shape",
+    "OutputFn",
     "channels",
     "closest_names",
     "features",
@@ -40,11 +43,10 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "video_interpreter.layers"
 
-Shape = tuple[int, ...]
-"""One sample's shape, batch dimension excluded: ``(C, T, H, W)`` for clips and feature maps,
-``(T, H, W, D)`` for token grids, ``(F,)`` for pooled features."""
-
-ShapeFn = Callable[[Shape], Any]
+InferFn = Callable[[SampleType], Any]
+OutputFn = Callable[..., SampleType]
+"""``output(x, **params)`` (or ``output(ctx, x, **params)`` for a layer that takes the build
+context): the output type for input type ``x``; raises ``ShapeError`` for what it refuses."""
 LayerFactory = Callable[["BuildContext", dict[str, Any]], nn.Module]
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -55,16 +57,6 @@ NAME_SCHEMA: dict[str, Any] = {
     "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
     "description": "module name in the state dict (a Python identifier); default: the index",
 }
-
-
-def channels(shape: Shape) -> int:
-    """Channels of a channels-first feature map ``(C, T, H, W)`` (or features of ``(F,)``)."""
-    return shape[0]
-
-
-def features(shape: Shape) -> int:
-    """Size of the last dimension: features of ``(..., D)`` tokens or ``(F,)`` vectors."""
-    return shape[-1]
 
 
 def closest_names(name: str, known: Sequence[str], n: int = 3) -> list[str]:
@@ -93,10 +85,12 @@ class LayerEntry:
     obj: Callable[..., nn.Module]
     params: Mapping[str, Any]
     required: tuple[str, ...]
-    infer: Mapping[str, ShapeFn]
+    infer: Mapping[str, InferFn]
     takes_context: bool
     description: str
     family: str
+    accepts: frozenset[Layout] | None = None  # None: every layout
+    output: OutputFn | None = None  # None: found by running the module on the meta device
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -117,10 +111,10 @@ class LayerEntry:
         return {k: v["default"] for k, v in self.params.items() if "default" in v}
 
     def create(self, ctx: BuildContext, params: dict[str, Any]) -> nn.Module:
-        """Construct the module for one node, filling inferred sizes from ``ctx.in_shape``."""
+        """Construct the module for one node, filling inferred sizes from ``ctx.in_type``."""
         if self.takes_context:
             return self.obj(ctx, **params)
-        inferred = {arg: fn(ctx.in_shape) for arg, fn in self.infer.items()}
+        inferred = {arg: fn(ctx.in_type) for arg, fn in self.infer.items()}
         return self.obj(**inferred, **params)
 
 
@@ -131,7 +125,9 @@ class LayerRegistry:
     entry_point_group: str | None = ENTRY_POINT_GROUP
     _entries: dict[str, LayerEntry] = field(default_factory=dict)
     _entry_points_loaded: bool = False
-    generation: int = 0  # bumped on every change, so assembled schemas can be cached
+    # What later stages derive from the entries (the spec schema and its validator), dropped
+    # whenever an entry is added, so nothing derived can be stale.
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def register(
         self,
@@ -139,9 +135,11 @@ class LayerRegistry:
         *,
         name: str | None = None,
         params: Mapping[str, Any] | None = None,
-        infer: Mapping[str, ShapeFn] | None = None,
+        infer: Mapping[str, InferFn] | None = None,
         takes_context: bool = False,
         description: str | None = None,
+        accepts: Iterable[Layout] | None = None,
+        output: OutputFn | None = None,
     ) -> LayerEntry:
         layer_name = str(name or getattr(obj, "__name__", ""))
         if not layer_name.isidentifier():
@@ -164,9 +162,20 @@ class LayerRegistry:
             takes_context,
             description,
         )
+        entry = replace(
+            entry, accepts=None if accepts is None else frozenset(accepts), output=output
+        )
         self._entries[layer_name] = entry
-        self.generation += 1
+        self._derived.clear()
         return entry
+
+    def derived(self, key: str, make: Callable[[], T]) -> T:
+        """``make()``'s result, kept until the next registration (schemas, validators)."""
+        self._load_entry_points()
+        if key not in self._derived:
+            self._derived[key] = make()
+        result: T = self._derived[key]
+        return result
 
     def get(self, name: str) -> LayerEntry:
         self._load_entry_points()
@@ -222,7 +231,7 @@ def _make_entry(
     obj: Callable[..., nn.Module],
     name: str,
     params: dict[str, Any],
-    infer: dict[str, ShapeFn],
+    infer: dict[str, InferFn],
     takes_context: bool,
     description: str | None,
 ) -> LayerEntry:
@@ -287,22 +296,30 @@ def register_layer(
     name: str | None = None,
     *,
     params: Mapping[str, Any] | None = None,
-    infer: Mapping[str, ShapeFn] | None = None,
+    infer: Mapping[str, InferFn] | None = None,
     takes_context: bool = False,
     description: str | None = None,
+    accepts: Iterable[Layout] | None = None,
+    output: OutputFn | None = None,
     registry: LayerRegistry | None = None,
 ) -> Callable[[T], T]:
     """Register a layer class or factory function under ``name`` (default: its ``__name__``).
 
     ``params`` maps each constructor argument a spec may set to its JSON Schema; defaults come
-    from the signature. ``infer`` maps arguments filled by shape propagation to a function of the
-    input shape (``channels``, ``features`` or your own). With ``takes_context=True`` the object
+    from the signature. ``infer`` maps arguments filled by type propagation to a function of the
+    input type (``channels``, ``features`` or your own). With ``takes_context=True`` the object
     receives the ``BuildContext`` first, to build nested nodes.
+
+    The type declaration: ``accepts`` lists the layouts the layer takes (default: any), and
+    ``output(x, **params)`` returns its output type for input type ``x`` and the node's
+    parameters (defaults included), raising ``ShapeError`` for what it refuses. Without
+    ``output`` the layer is built and run once on the meta device to find its output.
 
     Example::
 
         @register_layer(params={"out_channels": {"type": "integer", "minimum": 1}},
-                        infer={"in_channels": channels})
+                        infer={"in_channels": channels}, accepts=[Layout.CLIP],
+                        output=lambda x, out_channels: clip(out_channels, *x.sizes[1:]))
         class PointwiseConv3d(nn.Conv3d):
             def __init__(self, in_channels: int, out_channels: int) -> None:
                 super().__init__(in_channels, out_channels, kernel_size=1)
@@ -316,6 +333,8 @@ def register_layer(
             infer=infer,
             takes_context=takes_context,
             description=description,
+            accepts=accepts,
+            output=output,
         )
         return obj
 

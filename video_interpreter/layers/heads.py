@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from ._params import POSITIVE_INT, PROBABILITY
-from ._registry import Shape, register_layer
+from ._registry import register_layer
+from ._types import Layout, SampleType, features, vector
 
-__all__ = ["ClassificationHead", "GlobalAvgPool3d", "TokenPool", "pooled_features"]
-
-
-def pooled_features(shape: Shape) -> int:
-    """Features of a pooled ``(F,)`` input; a clear error for anything unpooled."""
-    if len(shape) != 1:
-        raise ValueError(
-            f"expects pooled features (F,), got {tuple(shape)}; pool first with a neck such as "
-            "GlobalAvgPool3d (for (C, T, H, W) maps) or TokenPool (for (T, H, W, D) tokens)"
-        )
-    return shape[0]
+__all__ = ["ClassificationHead", "GlobalAvgPool3d", "TokenPool"]
 
 
-@register_layer(params={})
+def _channels_vector(x: SampleType, **_: Any) -> SampleType:
+    return vector(x.sizes[0])
+
+
+def _features_vector(x: SampleType, **_: Any) -> SampleType:
+    return vector(x.sizes[-1])
+
+
+def _classes(x: SampleType, *, num_classes: int, **_: Any) -> SampleType:
+    return vector(num_classes)
+
+
+@register_layer(params={}, accepts=[Layout.CLIP], output=_channels_vector)
 class GlobalAvgPool3d(nn.Module):
     """Average over T, H and W: ``(C, T, H, W) -> (C,)``."""
 
@@ -31,9 +36,9 @@ class GlobalAvgPool3d(nn.Module):
         return x.mean(dim=(2, 3, 4))  # (B, C)
 
 
-@register_layer(params={})
+@register_layer(params={}, accepts=[Layout.GRID, Layout.TOKENS], output=_features_vector)
 class TokenPool(nn.Module):
-    """Average a token grid over every position: ``(T, H, W, D) -> (D,)``."""
+    """Average tokens over every position: ``(T, H, W, D)`` or ``(L, D)`` to ``(D,)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ..., D)
         if x.dim() < 3:
@@ -43,7 +48,9 @@ class TokenPool(nn.Module):
 
 @register_layer(
     params={"num_classes": POSITIVE_INT, "dropout": PROBABILITY},
-    infer={"in_features": pooled_features},
+    infer={"in_features": features},
+    accepts=[Layout.VECTOR],
+    output=_classes,
 )
 class ClassificationHead(nn.Module):
     """Dropout then a linear layer: ``(F,) -> (num_classes,)`` logits."""

@@ -1,10 +1,10 @@
-"""Weight initialisation schemes a spec can name (``init: resnet``), applied once per module.
+"""Weight initialisation schemes a spec can name (``init: resnet``): data, applied per module.
 
-A rule takes the module and a ``torch.Generator`` (``None``: the global one) and draws every
-random number from it, so the model stage can run rules on several threads and still give the
-same weights for the same ``torch.manual_seed``. The built-in rules draw through ``RandomFills``
-(uniform draws on CPU by numpy's PCG64, a third faster than torch's generator), seeded from
-that generator.
+A scheme maps module types to rules. A rule initialises every tensor a module of that type owns,
+drawing from torch's global generator (``torch.nn.init``), and stands in for the type's own
+``reset_parameters()``. It applies only to modules that do not define a ``reset_parameters`` of
+their own beyond that type's: a layer that initialises itself keeps its own initialisation.
+The model stage applies a scheme in one order (see ``video_interpreter.model.initialize``).
 """
 
 from __future__ import annotations
@@ -17,43 +17,33 @@ import torch
 from torch import nn
 
 from ..errors import RegistrationError, RegistryError
-from ._random import RandomFills
 from ._registry import closest_names
 
-__all__ = ["INITS", "InitScheme", "RandomFills", "register_init"]
+__all__ = ["INITS", "InitScheme", "ModuleInit", "get_init", "register_init"]
 
-ModuleInit = Callable[[nn.Module, torch.Generator | None], None]
+ModuleInit = Callable[[nn.Module], None]
 
 
 @dataclass(frozen=True)
 class InitScheme:
-    """Per module type, the function that initialises it. Modules of other types fall back to
-    their own ``reset_parameters()``, so every weight is initialised exactly once.
+    """Per module type, the rule that initialises it in place of its ``reset_parameters()``.
 
-    With ``stock_only`` a rule stands in for its type's own ``reset_parameters()`` and so skips
-    a subclass that overrides it (that subclass keeps its own).
+    A rule for ``kind`` applies to an instance of ``kind`` (or of a subclass) unless its class
+    overrides ``kind.reset_parameters``; every other module initialises itself.
     """
 
     name: str
     description: str
     rules: Mapping[type[nn.Module], ModuleInit] = field(default_factory=dict)
-    stock_only: bool = False
-    _by_type: dict[type[nn.Module], ModuleInit | None] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
 
     def rule_for(self, module: nn.Module) -> ModuleInit | None:
         cls = type(module)
-        if cls not in self._by_type:  # the answer depends on the class alone
-            self._by_type[cls] = self._find_rule(cls)
-        return self._by_type[cls]
-
-    def _find_rule(self, cls: type[nn.Module]) -> ModuleInit | None:
         for kind, rule in self.rules.items():
             if issubclass(cls, kind):
-                own = getattr(cls, "reset_parameters", None)
-                overridden = own is not getattr(kind, "reset_parameters", None)
-                return None if self.stock_only and overridden else rule
+                asked = getattr(cls, "reset_parameters", None) is getattr(
+                    kind, "reset_parameters", None
+                )
+                return rule if asked else None
         return None
 
 
@@ -85,56 +75,38 @@ def _zero_bias(module: nn.Module) -> None:
         nn.init.zeros_(bias)
 
 
-def _pytorch_default(module: nn.Module, generator: torch.Generator | None) -> None:
-    """What ``reset_parameters()`` of ``nn.Linear`` and the ``nn.ConvNd`` draws: weights
-    Kaiming-uniform with ``a = sqrt(5)``, biases uniform in ``+-1/sqrt(fan_in)``."""
-    assert isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
-    fills = RandomFills(generator)
-    weight = module.weight
-    fills.kaiming_uniform_(weight, a=math.sqrt(5))
-    bias = module.bias
-    if bias is not None:
-        fan_in = math.prod(weight.shape[1:])
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        fills.uniform_(bias, -bound, bound)
+def _weight(module: nn.Module) -> torch.Tensor:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor to initialise")
+    return weight
 
 
-def _kaiming_fan_out(module: nn.Module, generator: torch.Generator | None) -> None:
-    assert isinstance(module, nn.modules.conv._ConvNd)
-    RandomFills(generator).kaiming_normal_(module.weight, mode="fan_out")
+def _kaiming_fan_out(module: nn.Module) -> None:
+    nn.init.kaiming_normal_(_weight(module), mode="fan_out", nonlinearity="relu")
     _zero_bias(module)
 
 
-def _normal_001(module: nn.Module, generator: torch.Generator | None) -> None:
-    assert isinstance(module, nn.Linear)
-    RandomFills(generator).normal_(module.weight, 0.0, 0.01)
+def _normal_001(module: nn.Module) -> None:
+    nn.init.normal_(_weight(module), 0.0, 0.01)
     _zero_bias(module)
 
 
-def _trunc_normal_002(module: nn.Module, generator: torch.Generator | None) -> None:
-    assert isinstance(module, nn.Linear)
-    RandomFills(generator).trunc_normal_(module.weight, std=0.02)
+def _trunc_normal_002(module: nn.Module) -> None:
+    nn.init.trunc_normal_(_weight(module), std=0.02)
     _zero_bias(module)
 
 
-def _xavier_flat(module: nn.Module, generator: torch.Generator | None) -> None:
-    assert isinstance(module, nn.modules.conv._ConvNd)
+def _xavier_flat(module: nn.Module) -> None:
     # A patch projection is a linear map of the flattened tubelet.
-    fan_in = math.prod(module.weight.shape[1:])
-    bound = math.sqrt(6.0 / (fan_in + module.weight.shape[0]))
-    RandomFills(generator).uniform_(module.weight, -bound, bound)
+    weight = _weight(module)
+    fan_in = math.prod(weight.shape[1:])
+    bound = math.sqrt(6.0 / (fan_in + weight.shape[0]))
+    nn.init.uniform_(weight, -bound, bound)
     _zero_bias(module)
 
 
-register_init(
-    InitScheme(
-        "torch",
-        "every module's own reset_parameters() (PyTorch defaults); convolutions and linears "
-        "draw the same distributions from per-module generators, so they can run in parallel",
-        {nn.modules.conv._ConvNd: _pytorch_default, nn.Linear: _pytorch_default},
-        stock_only=True,
-    )
-)
+register_init(InitScheme("torch", "every module's own reset_parameters() (PyTorch defaults)"))
 register_init(
     InitScheme(
         "resnet",

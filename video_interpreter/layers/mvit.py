@@ -39,7 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, triple
-from ._registry import Shape, channels, features, register_layer
+from ._registry import register_layer
+from ._types import Layout, SampleType, ShapeError, channels, features, tokens, vector
+from .transformer import clip_grid
 from .video_conv import IntOrTriple, as_triple
 
 __all__ = [
@@ -72,10 +74,32 @@ def _pools(kernel: Sequence[int], stride: Sequence[int]) -> bool:
 def _check_heads(dim: int, heads: int) -> None:
     if dim % heads:
         valid = [h for h in range(1, dim + 1) if dim % h == 0]
-        raise ValueError(
+        raise ShapeError(
             f"width {dim} is not divisible by heads={heads}; head counts that divide it: "
             f"{valid if len(valid) <= 12 else [*valid[:12], '...']}"
         )
+
+
+def _skip_kernel(stride: Grid) -> Grid:
+    """The shortcut's max-pool kernel: one larger than each stride > 1."""
+    t, h, w = (s + 1 if s > 1 else 1 for s in stride)
+    return (t, h, w)
+
+
+def block_grids(
+    grid: IntOrTriple, kernel_q: IntOrTriple, stride_q: IntOrTriple
+) -> tuple[Grid, Grid]:
+    """A block's output (query) grid, checked against the grid its pooled shortcut lands on;
+    a ShapeError where the two differ (the residual sum would fail)."""
+    g, kq, sq = as_triple(grid), as_triple(kernel_q), as_triple(stride_q)
+    out = pooled_grid(g, kq, sq) if _pools(kq, sq) else g
+    skip = pooled_grid(g, _skip_kernel(sq), sq) if math.prod(sq) > 1 else g
+    if out != skip:
+        raise ShapeError(
+            f"kernel_q {list(kq)} with stride_q {list(sq)} pools the grid {list(g)} to "
+            f"{list(out)}, but the shortcut is pooled to {list(skip)}; use odd query kernels"
+        )
+    return g, out
 
 
 def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -366,7 +390,7 @@ class MViTBlock(nn.Module):
             dropout=dropout,
             norm_eps=norm_eps,
         )
-        self.out_grid = self.attn.q_grid
+        self.out_grid = block_grids(self.grid, kernel_q, stride_q)[1]
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden),
@@ -379,7 +403,7 @@ class MViTBlock(nn.Module):
         sq = as_triple(stride_q)
         # The shortcut must land on the query grid: max-pool it with the queries' stride and a
         # kernel one larger than each stride > 1.
-        self.skip_kernel = tuple(s + 1 if s > 1 else 1 for s in sq)
+        self.skip_kernel = _skip_kernel(sq)
         self.skip_stride = sq
         self.pool_skip = math.prod(sq) > 1
 
@@ -479,13 +503,46 @@ _BLOCK_OPTIONS: dict[str, Any] = {
 }
 
 
-def _input_grid(shape: Shape) -> Grid:
-    if len(shape) != 4:
-        raise ValueError(
-            f"expects a feature map (C, T, H, W) such as a Conv3d patch embedding's, "
-            f"got {tuple(shape)}"
+def _encoder_type(x: SampleType, *, stages: Sequence[Mapping[str, Any]], **_: Any) -> SampleType:
+    grid, width = clip_grid(x), x.sizes[0]
+    for number, stage in enumerate(stages):
+        dim, heads = int(stage["dim"]), int(stage["heads"])
+        try:
+            _check_heads(dim, heads)
+            for index in range(int(stage["depth"])):
+                stride = stage.get("stride_q", 1) if index == 0 else 1
+                grid = block_grids(grid, stage.get("kernel_q", 3), stride)[1]
+        except ShapeError as exc:
+            raise ShapeError(f"stages[{number}]: {exc}") from None
+        width = dim
+    return tokens(1 + math.prod(grid), width, prefix=1, token_grid=grid)
+
+
+def _block_type(
+    x: SampleType,
+    *,
+    dim: int,
+    heads: int,
+    grid: IntOrTriple,
+    kernel_q: IntOrTriple,
+    stride_q: IntOrTriple,
+    **_: Any,
+) -> SampleType:
+    stated = as_triple(grid)
+    if x.prefix != 1 or x.sizes[0] != 1 + math.prod(stated):
+        raise ShapeError(
+            f"expects 1 class token and the grid {list(stated)}: (1 + {math.prod(stated)}, D) "
+            "tokens"
         )
-    return (shape[1], shape[2], shape[3])
+    _check_heads(dim, heads)
+    out = block_grids(stated, kernel_q, stride_q)[1]
+    return tokens(1 + math.prod(out), dim, prefix=1, token_grid=out)
+
+
+def _class_token_type(x: SampleType, **_: Any) -> SampleType:
+    if x.prefix < 1:
+        raise ShapeError("the tokens have no class token; pool them with TokenPool instead")
+    return vector(x.sizes[-1])
 
 
 @register_layer(
@@ -501,7 +558,9 @@ def _input_grid(shape: Shape) -> Grid:
         },
         **_BLOCK_OPTIONS,
     },
-    infer={"in_dim": channels, "grid": _input_grid},
+    infer={"in_dim": channels, "grid": clip_grid},
+    accepts=[Layout.CLIP],
+    output=_encoder_type,
 )
 class MViTEncoder(nn.Module):
     """Class token and stages of multiscale blocks: ``(D, T, H, W) -> (1 + T'*H'*W', D')``.
@@ -532,10 +591,9 @@ class MViTEncoder(nn.Module):
         total = sum(int(stage["depth"]) for stage in stages)
         blocks: list[MViTBlock] = []
         width, block_grid = in_dim, grid
-        for number, stage in enumerate(stages):
+        for stage in stages:
             dim, heads = int(stage["dim"]), int(stage["heads"])
-            if dim % heads:
-                raise ValueError(f"stages[{number}]: dim {dim} is not divisible by heads={heads}")
+            _check_heads(dim, heads)
             for index in range(int(stage["depth"])):
                 block = MViTBlock(
                     width,
@@ -588,12 +646,14 @@ register_layer(
         **_BLOCK_OPTIONS,
     },
     infer={"in_dim": features},
+    accepts=[Layout.TOKENS],
+    output=_block_type,
     description="One multiscale block on (1 + T*H*W, D) tokens whose grid the spec states "
     "(prefer MViTEncoder, which derives every block's grid).",
 )(MViTBlock)
 
 
-@register_layer(params={})
+@register_layer(params={}, accepts=[Layout.TOKENS], output=_class_token_type)
 class ClassToken(nn.Module):
     """The class token of a token sequence: ``(1 + N, D) -> (D,)``."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from ._params import POSITIVE_INT, enum
-from ._registry import channels, register_layer
+from ._registry import register_layer
+from ._types import Layout, SampleType, ShapeError, channels, clip, conv_sizes
 from .video_conv import Conv2Plus1d, Conv3dNoTemporal, r2plus1d_mid_channels
 
 __all__ = ["BasicBlock3d", "Bottleneck3d", "ConvKind", "ResStage"]
@@ -46,7 +47,31 @@ def _downsample(
 _BLOCK_PARAMS = {"out_channels": POSITIVE_INT, "conv": _CONV_KIND, "stride": POSITIVE_INT}
 
 
-@register_layer(params=_BLOCK_PARAMS, infer={"in_channels": channels})
+def _block_type(
+    x: SampleType,
+    *,
+    out_channels: int,
+    conv: ConvKind,
+    stride: int,
+    block: str = "BasicBlock3d",
+    expansion: int = 4,
+    **_: Any,
+) -> SampleType:
+    """Every block's 3x3x3-class convolution pads by 1, so sizes go to ``(n - 1) // stride + 1``
+    (time too, unless the convolution is spatial-only)."""
+    if block == "Bottleneck3d" and out_channels % expansion:
+        raise ShapeError(f"out_channels={out_channels} is not divisible by expansion={expansion}")
+    temporal = 1 if conv == "Conv3dNoTemporal" else stride
+    return clip(out_channels, *conv_sizes(x.sizes[1:], 3, (temporal, stride, stride), 1))
+
+
+def _bottleneck_type(x: SampleType, **params: Any) -> SampleType:
+    return _block_type(x, **params, block="Bottleneck3d")
+
+
+@register_layer(
+    params=_BLOCK_PARAMS, infer={"in_channels": channels}, accepts=[Layout.CLIP], output=_block_type
+)
 class BasicBlock3d(nn.Module):
     """Two 3x3x3-class convolutions and a residual (projected when the shape changes)."""
 
@@ -73,7 +98,10 @@ class BasicBlock3d(nn.Module):
 
 
 @register_layer(
-    params={**_BLOCK_PARAMS, "expansion": POSITIVE_INT}, infer={"in_channels": channels}
+    params={**_BLOCK_PARAMS, "expansion": POSITIVE_INT},
+    infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_bottleneck_type,
 )
 class Bottleneck3d(nn.Module):
     """1x1x1 reduce, 3x3x3-class conv, 1x1x1 expand to ``out_channels``, with a residual."""
@@ -119,6 +147,8 @@ class Bottleneck3d(nn.Module):
         "expansion": {**POSITIVE_INT, "description": "Bottleneck3d only: out / inner width"},
     },
     infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_block_type,
 )
 class ResStage(nn.Sequential):
     """``depth`` residual blocks; the first one takes the stride and the change of width."""

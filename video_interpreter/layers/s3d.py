@@ -17,23 +17,14 @@ import torch
 from torch import nn
 
 from ._params import POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, triple
-from ._registry import Shape, register_layer
+from ._registry import register_layer
+from ._types import Layout, SampleType, channels, clip, conv_sizes, vector
 from .video_conv import IntOrTriple, as_triple
 
-__all__ = ["ConvClassificationHead", "SepConv3d", "Unit3d", "feature_map_channels"]
+__all__ = ["ConvClassificationHead", "SepConv3d", "Unit3d"]
 
 INCEPTION_BN_EPS = 0.001
 INCEPTION_BN_MOMENTUM = 0.001
-
-
-def feature_map_channels(shape: Shape) -> int:
-    """Channels of a ``(C, T, H, W)`` feature map; a clear error for a pooled ``(F,)`` vector."""
-    if len(shape) != 4:
-        raise ValueError(
-            f"expects a feature map (C, T, H, W), got {tuple(shape)}; place this layer before "
-            "any pooling to a vector"
-        )
-    return shape[0]
 
 
 def _half(kernel: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -51,6 +42,40 @@ _PADDING: dict[str, Any] = {
 }
 
 
+def _unit_type(
+    x: SampleType,
+    *,
+    out_channels: int,
+    kernel_size: IntOrTriple,
+    stride: IntOrTriple,
+    padding: IntOrTriple | None,
+    **_: Any,
+) -> SampleType:
+    kernel = as_triple(kernel_size)
+    pad = _half(kernel) if padding is None else as_triple(padding)
+    return clip(out_channels, *conv_sizes(x.sizes[1:], kernel, stride, pad))
+
+
+def _sep_conv_type(
+    x: SampleType,
+    *,
+    out_channels: int,
+    kernel_size: IntOrTriple,
+    stride: IntOrTriple,
+    padding: IntOrTriple | None,
+    **_: Any,
+) -> SampleType:
+    kt, kh, kw = kernel = as_triple(kernel_size)
+    st, sh, sw = as_triple(stride)
+    pt, ph, pw = _half(kernel) if padding is None else as_triple(padding)
+    spatial = conv_sizes(x.sizes[1:], (1, kh, kw), (1, sh, sw), (0, ph, pw))
+    return clip(out_channels, *conv_sizes(spatial, (kt, 1, 1), (st, 1, 1), (pt, 0, 0)))
+
+
+def _classes(x: SampleType, *, num_classes: int, **_: Any) -> SampleType:
+    return vector(num_classes)
+
+
 @register_layer(
     params={
         "out_channels": POSITIVE_INT,
@@ -59,7 +84,9 @@ _PADDING: dict[str, Any] = {
         "padding": _PADDING,
         **_NORM_PARAMS,
     },
-    infer={"in_channels": feature_map_channels},
+    infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_unit_type,
 )
 class Unit3d(nn.Sequential):
     """Convolution (no bias), batch norm, ReLU: the unit every Inception branch is made of.
@@ -94,7 +121,9 @@ class Unit3d(nn.Sequential):
         "padding": _PADDING,
         **_NORM_PARAMS,
     },
-    infer={"in_channels": feature_map_channels},
+    infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_sep_conv_type,
 )
 class SepConv3d(nn.Sequential):
     """Separable 3D convolution: a spatial ``1 x kH x kW`` ``Unit3d`` to ``out_channels``, then a
@@ -127,7 +156,9 @@ class SepConv3d(nn.Sequential):
 
 @register_layer(
     params={"num_classes": POSITIVE_INT, "dropout": PROBABILITY},
-    infer={"in_channels": feature_map_channels},
+    infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_classes,
 )
 class ConvClassificationHead(nn.Module):
     """Dropout, a 1x1x1 convolution to class scores at every position, then their mean over

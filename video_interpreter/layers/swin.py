@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, triple
-from ._registry import channels, features, register_layer
+from ._registry import register_layer
+from ._types import Layout, SampleType, ShapeError, channels, features, grid
+from .transformer import check_heads, clip_grid
 from .video_conv import IntOrTriple, as_triple
 
 __all__ = [
@@ -117,12 +119,56 @@ def shifted_window_mask(
     return apart.to(dtype).mul_(_MASKED)
 
 
-def _check_heads(dim: int, heads: int) -> None:
-    if dim % heads:
-        valid = [n for n in range(1, min(dim, 64) + 1) if dim % n == 0]
-        raise ValueError(
-            f"width {dim} is not divisible by heads={heads}; valid head counts include {valid[-6:]}"
+def _check_shift(window: Triple, shift: Triple) -> None:
+    if any(s >= k for s, k in zip(shift, window, strict=True)):
+        raise ShapeError(
+            f"shift_size {list(shift)} must be smaller than window_size {list(window)} on "
+            "every axis (the usual shift is half the window)"
         )
+
+
+def _attention_type(
+    x: SampleType, *, heads: int, window_size: IntOrTriple, shift_size: IntOrTriple, **_: Any
+) -> SampleType:
+    check_heads(x.sizes[-1], heads)
+    _check_shift(as_triple(window_size), as_triple(shift_size))
+    return x
+
+
+def _stage_type(
+    x: SampleType, *, heads: int, depth: int, stochastic_depth: Any, **_: Any
+) -> SampleType:
+    check_heads(x.sizes[-1], heads)
+    _per_block(stochastic_depth, depth)
+    return x
+
+
+def _merged(x: SampleType) -> SampleType:
+    t, h, w, d = x.sizes
+    return grid(t, -(-h // 2), -(-w // 2), 2 * d)
+
+
+def _merging_type(x: SampleType, **_: Any) -> SampleType:
+    return _merged(x)
+
+
+def _encoder_type(
+    x: SampleType, *, depths: Sequence[int], heads: Sequence[int], **_: Any
+) -> SampleType:
+    if len(depths) != len(heads):
+        raise ShapeError(
+            f"depths {list(depths)} and heads {list(heads)} must list one value per stage"
+        )
+    for stage, stage_heads in enumerate(heads):
+        check_heads(x.sizes[-1], stage_heads)
+        if stage < len(heads) - 1:
+            x = _merged(x)
+    return x
+
+
+def _embed_type(x: SampleType, *, dim: int, patch_size: IntOrTriple, **_: Any) -> SampleType:
+    t, h, w = (-(-n // p) for n, p in zip(clip_grid(x), as_triple(patch_size), strict=True))
+    return grid(t, h, w, dim)
 
 
 @register_layer(
@@ -136,6 +182,8 @@ def _check_heads(dim: int, heads: int) -> None:
         "dropout": PROBABILITY,
     },
     infer={"dim": features},
+    accepts=[Layout.GRID],
+    output=_attention_type,
 )
 class WindowAttention3d(nn.Module):
     """Multi-head self-attention inside non-overlapping ``Wt x Wh x Ww`` windows of a
@@ -157,13 +205,9 @@ class WindowAttention3d(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check_heads(dim, heads)
+        check_heads(dim, heads)
         window, shift = as_triple(window_size), as_triple(shift_size)
-        if any(s >= k for s, k in zip(shift, window, strict=True)):
-            raise ValueError(
-                f"shift_size {list(shift)} must be smaller than window_size {list(window)} on "
-                "every axis (the usual shift is half the window)"
-            )
+        _check_shift(window, shift)
         self.window_size, self.shift_size = window, shift
         self.heads = heads
         self.attention_dropout = attention_dropout
@@ -290,6 +334,8 @@ _BLOCK_PARAMS: dict[str, Any] = {
 @register_layer(
     params={**_BLOCK_PARAMS, "shift_size": triple(0), "stochastic_depth": PROBABILITY},
     infer={"dim": features},
+    accepts=[Layout.GRID],
+    output=_attention_type,
 )
 class SwinBlock3d(nn.Module):
     """Pre-norm Swin block on a ``(T, H, W, D)`` grid: windowed attention, then an MLP, each
@@ -340,7 +386,7 @@ def _per_block(value: float | Sequence[float], depth: int) -> list[float]:
         return [float(value)] * depth
     rates = [float(v) for v in value]
     if len(rates) != depth:
-        raise ValueError(
+        raise ShapeError(
             f"stochastic_depth lists {len(rates)} rates for depth={depth} blocks; give one "
             "rate per block or a single number for all"
         )
@@ -357,7 +403,9 @@ _STAGE_PARAMS: dict[str, Any] = {
 }
 
 
-@register_layer(params=_STAGE_PARAMS, infer={"dim": features})
+@register_layer(
+    params=_STAGE_PARAMS, infer={"dim": features}, accepts=[Layout.GRID], output=_stage_type
+)
 class SwinStage3d(nn.Sequential):
     """``depth`` Swin blocks of one width; odd-numbered blocks shift their windows by half a
     window (rounded down), so neighbouring windows exchange information."""
@@ -395,7 +443,12 @@ class SwinStage3d(nn.Sequential):
         )
 
 
-@register_layer(params={"norm_eps": POSITIVE_NUMBER}, infer={"dim": features})
+@register_layer(
+    params={"norm_eps": POSITIVE_NUMBER},
+    infer={"dim": features},
+    accepts=[Layout.GRID],
+    output=_merging_type,
+)
 class SwinPatchMerging3d(nn.Module):
     """Merge each 2x2 spatial neighbourhood into one token: ``(T, H, W, D) -> (T, ceil(H/2),
     ceil(W/2), 2D)`` (layer norm on the 4D concatenation, then a linear map without bias).
@@ -443,6 +496,8 @@ def _int_list(description: str) -> dict[str, Any]:
         "norm_eps": POSITIVE_NUMBER,
     },
     infer={"dim": features},
+    accepts=[Layout.GRID],
+    output=_encoder_type,
 )
 class SwinEncoder3d(nn.Sequential):
     """Swin stages with a patch merging between each pair (width doubles, H and W halve):
@@ -462,7 +517,7 @@ class SwinEncoder3d(nn.Sequential):
         norm_eps: float = 1e-5,
     ) -> None:
         if len(depths) != len(heads):
-            raise ValueError(
+            raise ShapeError(
                 f"depths {list(depths)} and heads {list(heads)} must list one value per stage"
             )
         total = sum(depths)
@@ -471,7 +526,7 @@ class SwinEncoder3d(nn.Sequential):
         first = 0
         for stage, (depth, stage_heads) in enumerate(zip(depths, heads, strict=True)):
             width = dim * 2**stage
-            _check_heads(width, stage_heads)
+            check_heads(width, stage_heads)
             stage_rates = rates[first : first + depth]
             first += depth
             layers.append(
@@ -500,6 +555,8 @@ class SwinEncoder3d(nn.Sequential):
         "norm_eps": POSITIVE_NUMBER,
     },
     infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_embed_type,
 )
 class SwinPatchEmbed3d(nn.Module):
     """Non-overlapping ``pT x pH x pW`` patches projected to ``dim``, channels last, then layer

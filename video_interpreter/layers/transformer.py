@@ -4,23 +4,46 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, enum, triple
-from ._registry import Shape, channels, features, register_layer
+from ._registry import register_layer
+from ._types import Layout, SampleType, ShapeError, channels, features, grid
 from .video_conv import IntOrTriple, as_triple
 
-__all__ = ["MultiheadSelfAttention", "TransformerBlock", "TubeletEmbedding"]
+__all__ = ["MultiheadSelfAttention", "TransformerBlock", "TubeletEmbedding", "check_heads"]
 
 
-def _grid(shape: Shape) -> tuple[int, int, int]:
-    if len(shape) != 4:
-        raise ValueError(f"expects a clip or feature map (C, T, H, W), got {tuple(shape)}")
-    return (shape[1], shape[2], shape[3])
+def clip_grid(x: SampleType) -> tuple[int, int, int]:
+    """The ``(T, H, W)`` of a clip or feature map."""
+    _, t, h, w = x.sizes
+    return (t, h, w)
+
+
+def check_heads(dim: int, heads: int) -> None:
+    """Refuse a head count that does not divide the width, naming counts that do."""
+    if dim % heads:
+        valid = [n for n in range(1, min(dim, 64) + 1) if dim % n == 0]
+        raise ShapeError(
+            f"width {dim} is not divisible by heads={heads}; valid head counts include {valid[-6:]}"
+        )
+
+
+def _tubelet_type(x: SampleType, *, dim: int, tubelet: IntOrTriple, **_: Any) -> SampleType:
+    size = as_triple(tubelet)
+    t, h, w = (n // k for n, k in zip(clip_grid(x), size, strict=True))
+    if min(t, h, w) < 1:
+        raise ShapeError(f"tubelet {list(size)} is larger than the input {list(clip_grid(x))}")
+    return grid(t, h, w, dim)
+
+
+def _block_type(x: SampleType, *, heads: int, **_: Any) -> SampleType:
+    check_heads(x.sizes[-1], heads)
+    return x
 
 
 @register_layer(
@@ -29,7 +52,9 @@ def _grid(shape: Shape) -> tuple[int, int, int]:
         "tubelet": triple(1),
         "position": {**enum("learned", "none"), "description": "learned positional embedding"},
     },
-    infer={"in_channels": channels, "input_grid": _grid},
+    infer={"in_channels": channels, "input_grid": clip_grid},
+    accepts=[Layout.CLIP],
+    output=_tubelet_type,
 )
 class TubeletEmbedding(nn.Module):
     """Non-overlapping ``tT x tH x tW`` tubelets, each projected to ``dim``:
@@ -69,12 +94,7 @@ class MultiheadSelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, qkv_bias: bool, dropout: float) -> None:
         super().__init__()
-        if dim % heads:
-            valid = [h for h in range(1, dim + 1) if dim % h == 0 and h <= 64]
-            raise ValueError(
-                f"attention width {dim} is not divisible by heads={heads}; "
-                f"valid head counts include {valid[-6:]}"
-            )
+        check_heads(dim, heads)
         self.heads = heads
         self.dropout = dropout
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
@@ -103,6 +123,8 @@ class MultiheadSelfAttention(nn.Module):
         "norm_eps": POSITIVE_NUMBER,
     },
     infer={"dim": features},
+    accepts=[Layout.GRID],
+    output=_block_type,
 )
 class TransformerBlock(nn.Module):
     """Pre-norm encoder block on a ``(T, H, W, D)`` token grid: attention, then an MLP."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
 from ._params import BOOL, POSITIVE_INT, triple
-from ._registry import channels, register_layer
+from ._registry import register_layer
+from ._types import Layout, SampleType, channels, clip, conv_sizes
 
 __all__ = ["Conv2Plus1d", "Conv3dNoTemporal", "IntOrTriple", "as_triple", "r2plus1d_mid_channels"]
 
@@ -39,6 +41,38 @@ _CONV_PARAMS = {
 }
 
 
+def _conv2plus1d_type(
+    x: SampleType,
+    *,
+    out_channels: int,
+    kernel_size: IntOrTriple,
+    stride: IntOrTriple,
+    padding: IntOrTriple | None,
+    **_: Any,
+) -> SampleType:
+    kt, kh, kw = as_triple(kernel_size)
+    st, sh, sw = as_triple(stride)
+    pt, ph, pw = as_triple(padding) if padding is not None else (kt // 2, kh // 2, kw // 2)
+    spatial = conv_sizes(x.sizes[1:], (1, kh, kw), (1, sh, sw), (0, ph, pw))
+    return clip(out_channels, *conv_sizes(spatial, (kt, 1, 1), (st, 1, 1), (pt, 0, 0)))
+
+
+def _no_temporal_type(
+    x: SampleType,
+    *,
+    out_channels: int,
+    kernel_size: int,
+    stride: int,
+    padding: int | None,
+    **_: Any,
+) -> SampleType:
+    pad = kernel_size // 2 if padding is None else padding
+    sizes = conv_sizes(
+        x.sizes[1:], (1, kernel_size, kernel_size), (1, stride, stride), (0, pad, pad)
+    )
+    return clip(out_channels, *sizes)
+
+
 @register_layer(
     params={
         **_CONV_PARAMS,
@@ -46,6 +80,8 @@ _CONV_PARAMS = {
         "mid_channels": {"anyOf": [POSITIVE_INT, {"type": "null"}]},
     },
     infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_conv2plus1d_type,
 )
 class Conv2Plus1d(nn.Sequential):
     """(2+1)D convolution: a spatial ``1 x kH x kW`` conv, batch norm, ReLU, then a temporal
@@ -88,6 +124,8 @@ class Conv2Plus1d(nn.Sequential):
         "bias": BOOL,
     },
     infer={"in_channels": channels},
+    accepts=[Layout.CLIP],
+    output=_no_temporal_type,
 )
 class Conv3dNoTemporal(nn.Conv3d):
     """A ``1 x k x k`` convolution: spatial only, one frame at a time (MC3's upper stages)."""

@@ -1,4 +1,12 @@
-"""``build_model``: spec -> modules on the meta device -> weights allocated and initialised once."""
+"""``build_model``: spec -> modules on the meta device -> storage on the target device -> one
+initialisation.
+
+The order, in full: the spec is loaded and validated (types propagated by the layers'
+declarations); every module is constructed under ``torch.device("meta")``, so no weight is
+allocated or drawn; ``Module.to_empty`` gives every tensor uninitialised storage on the target
+device; ``initialize`` runs the spec's init scheme once, children before parents, drawing from
+torch's global generator.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +17,16 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..layers import LAYERS, LayerRegistry, MetaConstruction, assemble
+from ..layers import LAYERS, LayerRegistry, assemble
 from ..spec import ArchitectureSpec, SpecSource, load_spec
 from ._init import initialize
 from ._model import VideoInterpreter
-from ._storage import DeviceLike, allocate
 
-__all__ = ["build_meta", "build_model", "materialize"]
+__all__ = ["DeviceLike", "build_meta", "build_model", "materialize"]
 
 logger = logging.getLogger(__name__)
+
+DeviceLike = torch.device | str | None
 
 
 def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> VideoInterpreter:
@@ -26,8 +35,7 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         parts = assemble(spec.to_dict(), registry)
     except SpecError as exc:
         raise spec.locate(exc) from None
-    with MetaConstruction():
-        return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
+    return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
 
 
 def materialize(
@@ -37,11 +45,11 @@ def materialize(
     dtype: torch.dtype | None = None,
     init: str | None = "torch",
 ) -> nn.Module:
-    """Allocate a meta model's tensors on ``device`` (uninitialised), then ``initialize`` them
-    unless ``init`` is None (when weights will be loaded next)."""
+    """Give a meta model's tensors storage on ``device`` (uninitialised), then ``initialize``
+    them unless ``init`` is None (when weights will be loaded next)."""
     if dtype is not None:
         model.to(dtype=dtype)  # free on meta: changes only the recorded dtype
-    allocate(model, device)
+    model.to_empty(device=device or "cpu")
     if init is not None:
         initialize(model, init)
     return model
@@ -60,8 +68,7 @@ def build_model(
 
     ``overrides`` are dotlist assignments (``"heads.action.num_classes=10"``). With
     ``device="meta"`` nothing is allocated; otherwise weights are allocated once on ``device``
-    (default CPU) and initialised once with the spec's ``init`` scheme, the random draws
-    spread over ``torch.get_num_threads()`` threads.
+    (default CPU) and initialised once with the spec's ``init`` scheme.
     """
     resolved = load_spec(spec, overrides=overrides, check_shapes=False, registry=registry)
     model = build_meta(resolved, registry)

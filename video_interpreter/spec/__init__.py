@@ -10,7 +10,6 @@ from ._spec import (
     ArchitectureSpec,
     ClipShape,
     SpecSource,
-    clear_spec_cache,
     load_spec,
 )
 
@@ -21,7 +20,6 @@ __all__ = [
     "SpecSource",
     "architecture_roots",
     "architecture_schema",
-    "clear_spec_cache",
     "export_schema",
     "find_spec_file",
     "known_spec_names",

@@ -22,8 +22,6 @@ SCHEMA_ID = "https://video-interpreter.dev/schema/architecture.schema.json"
 IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
 SLUG = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
-_cache: dict[int, tuple[int, dict[str, Any], Draft202012Validator]] = {}
-
 
 def _node_schema(names: list[str]) -> dict[str, Any]:
     return {
@@ -46,19 +44,22 @@ def _node_schema(names: list[str]) -> dict[str, Any]:
 
 
 def architecture_schema(registry: LayerRegistry = LAYERS) -> dict[str, Any]:
-    """The schema of a whole spec, for the layers registered now."""
-    return _cached(registry)[1]
+    """The schema of a whole spec, for the layers registered now (a fresh copy)."""
+    schema: dict[str, Any] = json.loads(json.dumps(_schemas(registry)[0]))
+    return schema
 
 
 def schema_validator(registry: LayerRegistry = LAYERS) -> Draft202012Validator:
-    return _cached(registry)[2]
+    return _schemas(registry)[1]
 
 
-def _cached(registry: LayerRegistry) -> tuple[int, dict[str, Any], Draft202012Validator]:
-    names = registry.names()  # loads entry points first, which may bump the generation
-    hit = _cache.get(id(registry))
-    if hit is not None and hit[0] == registry.generation:
-        return hit
+def _schemas(registry: LayerRegistry) -> tuple[dict[str, Any], Draft202012Validator]:
+    """The schema and its validator, kept by the registry until its next registration."""
+    return registry.derived("spec schema", lambda: _assemble(registry))
+
+
+def _assemble(registry: LayerRegistry) -> tuple[dict[str, Any], Draft202012Validator]:
+    names = registry.names()
     dims = ("channels", "frames", "height", "width")
     schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -98,9 +99,7 @@ def _cached(registry: LayerRegistry) -> tuple[int, dict[str, Any], Draft202012Va
             "layers": {entry.name: entry.schema for entry in registry.entries()},
         },
     }
-    result = (registry.generation, schema, _runtime_validator(schema))
-    _cache[id(registry)] = result
-    return result
+    return schema, _runtime_validator(schema)
 
 
 def _runtime_validator(schema: dict[str, Any]) -> Draft202012Validator:

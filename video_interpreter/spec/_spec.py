@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import weakref
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +14,8 @@ from typing import Any, NamedTuple
 import yaml
 
 from ..errors import Problem, SpecError
-from ..layers import LAYERS, LayerRegistry, assemble
-from ._compose import Composed, Source, compose
+from ..layers import LAYERS, LayerRegistry, SampleType, spec_types
+from ._compose import Composed, compose
 from ._lookup import find_spec_file, known_spec_names
 from ._source import SourceMap
 from ._validate import schema_problems
@@ -27,7 +25,6 @@ __all__ = [
     "ArchitectureSpec",
     "ClipShape",
     "SpecSource",
-    "clear_spec_cache",
     "load_spec",
 ]
 
@@ -183,12 +180,17 @@ class ArchitectureSpec:
             located.append(p)
         return SpecError(located)
 
-    def check_shapes(self, registry: LayerRegistry = LAYERS) -> None:
-        """Propagate the clip shape through every node on the meta device (no weights)."""
+    def types(self, registry: LayerRegistry = LAYERS) -> dict[str, SampleType]:
+        """The type after the input, the backbone, the neck and each head (``heads.<name>``),
+        propagated by the layers' declarations: no module is built, no tensor made."""
         try:
-            assemble(self._data, registry)
+            return spec_types(self._data, registry)
         except SpecError as exc:
             raise self.locate(exc) from None
+
+    def check_shapes(self, registry: LayerRegistry = LAYERS) -> None:
+        """Check that every node takes the type the node before it gives."""
+        self.types(registry)
 
 
 SpecSource = str | Path | Mapping[str, Any] | ArchitectureSpec
@@ -230,38 +232,6 @@ def _resolve_path(source: str | Path) -> Path:
     return found
 
 
-# Per registry, the specs resolved from files: (path, overrides) -> (files read, spec). A hit is
-# used only while every file still has the text it was read with and the registry is unchanged.
-_CACHE_SIZE = 64
-_Key = tuple[str, tuple[str, ...], int]  # (path, overrides, registry generation)
-_resolved: weakref.WeakKeyDictionary[
-    LayerRegistry, OrderedDict[_Key, tuple[tuple[Source, ...], ArchitectureSpec]]
-] = weakref.WeakKeyDictionary()
-
-
-def _cached(registry: LayerRegistry, key: _Key) -> ArchitectureSpec | None:
-    entries = _resolved.get(registry)
-    hit = None if entries is None else entries.get(key)
-    if hit is None or not all(source.unchanged() for source in hit[0]):
-        return None
-    return hit[1]
-
-
-def _remember(
-    registry: LayerRegistry, key: _Key, sources: tuple[Source, ...], spec: ArchitectureSpec
-) -> None:
-    entries = _resolved.setdefault(registry, OrderedDict())
-    entries[key] = (sources, spec)
-    entries.move_to_end(key)
-    while len(entries) > _CACHE_SIZE:
-        entries.popitem(last=False)
-
-
-def clear_spec_cache() -> None:
-    """Forget every spec kept from files, so the next ``load_spec`` reads and validates again."""
-    _resolved.clear()
-
-
 def _resolve(composed: Composed, where: str | None, registry: LayerRegistry) -> ArchitectureSpec:
     """Validate a composed document and write its defaults out."""
     data, smap = composed.data, composed.smap
@@ -288,10 +258,8 @@ def load_spec(
     """Load, compose, validate and resolve a spec from a path, a spec name, or a mapping.
 
     Raises ``SpecError`` listing every problem with its ``file:line:col`` and spec path. With
-    ``check_shapes`` the clip shape is propagated through every node on the meta device.
-
-    A spec read from files is kept (specs are immutable) and returned again while its files
-    keep their text, so building the same spec again does not parse and validate it again.
+    ``check_shapes`` the clip's type is propagated through every node (pure Python), so a node
+    that cannot take what the node before it gives is reported at its line.
     """
     if isinstance(source, ArchitectureSpec):
         if not overrides:
@@ -301,14 +269,7 @@ def load_spec(
         spec = _resolve(compose(source, overrides), None, registry)
     else:
         path = _resolve_path(source)
-        registry.names()  # loads entry points first, which may bump the generation
-        key = (str(path), tuple(overrides), registry.generation)
-        found = _cached(registry, key)
-        if found is None:
-            composed = compose(path, overrides)
-            found = _resolve(composed, str(path), registry)
-            _remember(registry, key, composed.sources, found)
-        spec = found
+        spec = _resolve(compose(path, overrides), str(path), registry)
     if check_shapes:
         spec.check_shapes(registry)
     return spec

@@ -11,7 +11,6 @@ counts a tensor shared by two modules twice.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -23,7 +22,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchinfo.torchinfo import clear_cached_forward_pass
 
 from ..errors import VideoInterpreterError
-from ..layers import MetaShortcuts
 from ._report import LayerRow, ModelSummary
 from ._source import CallStack, Source, resolve_source, running
 
@@ -104,10 +102,7 @@ def summarize(
     calls = CallStack(model)
     root_hook = model.register_forward_hook(keep_outputs)
     try:
-        shortcuts = (
-            MetaShortcuts(count_flops=True) if target.type == "meta" else contextlib.nullcontext()
-        )
-        with running(model, target), counter, shortcuts:
+        with running(model, target), counter:
             stats = torchinfo.summary(
                 model, input_data=[clip], mode="eval", verbose=0, depth=max(depth, 1)
             )
