@@ -130,7 +130,7 @@ def test_conv_classification_head_refuses_pooled_features_with_a_hint() -> None:
     with pytest.raises(
         SpecError,
         match=r"heads\.action: ConvClassificationHead takes a clip or feature map \(C, T, H, W\); "
-        r"neck \(GlobalAvgPool3d\) gives a vector \(8,\)",
+        r"backbone\[1\] \(GlobalAvgPool3d\) gives a vector \(8,\)",
     ):
         load_spec(spec)
 

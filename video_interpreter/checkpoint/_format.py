@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import random
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -148,7 +149,8 @@ def content_digest(content: Mapping[str, Any]) -> str:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """torch CPU, Python ``random``, NumPy (when installed) and CUDA (when in use) states.
+    """torch CPU, Python ``random``, NumPy (when the program has imported it) and CUDA (when in
+    use) states.
 
     The Mersenne-Twister words are stored as int64 tensors: as pickled ints they would make
     the weights-only unpickler the slowest part of reading a checkpoint.
@@ -160,11 +162,8 @@ def capture_rng_state() -> dict[str, Any]:
         "numpy": None,
         "cuda": None,
     }
-    try:
-        import numpy  # optional: only its global RNG is saved
-    except ImportError:  # pragma: no cover - numpy comes with torchvision
-        pass
-    else:
+    numpy = sys.modules.get("numpy")  # a program that never imported it draws nothing from it
+    if numpy is not None:
         kind, keys, pos, has_gauss, cached = numpy.random.get_state(legacy=True)
         state["numpy"] = {
             "kind": str(kind),
@@ -187,9 +186,8 @@ def restore_rng_state(state: Mapping[str, Any], where: str) -> None:
         internal = tuple(int(word) for word in python["state"].tolist())
         random.setstate((python["version"], internal, python["gauss"]))
         saved = state.get("numpy")
-        if saved is not None:
-            import numpy
-
+        numpy = sys.modules.get("numpy")
+        if saved is not None and numpy is not None:
             keys = saved["keys"].cpu().numpy().astype(numpy.uint32)
             numpy.random.set_state(
                 (saved["kind"], keys, saved["pos"], saved["has_gauss"], saved["cached_gaussian"])

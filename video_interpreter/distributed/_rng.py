@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,11 +26,8 @@ def rng_prefix(rank: int) -> str:
 
 
 def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:  # pragma: no cover - numpy comes with torch's usual installs
-        return None
-    return numpy
+    """NumPy when the program has imported it; a program that has not draws nothing from it."""
+    return sys.modules.get("numpy")
 
 
 def capture_rng(rank: int) -> dict[str, torch.Tensor]:

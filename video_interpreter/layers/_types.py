@@ -203,15 +203,19 @@ def pool_sizes(
     dilation: Any = 1,
     *,
     ceil_mode: bool = False,
+    average: bool = False,
     what: str = "the pooling",
 ) -> tuple[int, int, int]:
-    """T, H, W after a 3D max or average pool, with torch's checks: padding at most half the
-    kernel, and in ceil mode a last window that starts inside the input or its left padding."""
+    """T, H, W after a 3D max or (``average``) average pool, with torch's checks: padding at
+    most half the kernel, an average pool's input no smaller than its kernel, and in ceil mode
+    a last window that starts inside the input or its left padding."""
     k = triple_of(kernel)
     s = k if stride is None else triple_of(stride)
     p, d = triple_of(padding), triple_of(dilation)
     if any(2 * pi > ki for pi, ki in zip(p, k, strict=True)):
         raise ShapeError(f"{what}: padding {list(p)} must be at most half the kernel {list(k)}")
+    if average and any(n < ki for n, ki in zip(sizes, k, strict=True)):
+        raise ShapeError(f"{what}: the input {list(sizes)} is smaller than the kernel {list(k)}")
     out = []
     for n, ki, si, pi, di in zip(sizes, k, s, p, d, strict=True):
         span = n + 2 * pi - di * (ki - 1) - 1

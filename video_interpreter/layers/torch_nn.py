@@ -151,10 +151,17 @@ def _pool(
     padding: Any,
     dilation: Any = 1,
     ceil_mode: bool,
+    average: bool = False,
     **_: Any,
 ) -> SampleType:
-    sizes = pool_sizes(x.sizes[1:], kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+    sizes = pool_sizes(
+        x.sizes[1:], kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, average=average
+    )
     return clip(x.sizes[0], *sizes)
+
+
+def _average_pool(x: SampleType, **params: Any) -> SampleType:
+    return _pool(x, **params, average=True)
 
 
 def _adaptive(x: SampleType, *, output_size: Any, **_: Any) -> SampleType:
@@ -255,7 +262,7 @@ register_layer(
     "AvgPool3d",
     params={**_POOL, "ceil_mode": BOOL, "count_include_pad": BOOL},
     accepts=CLIPS,
-    output=_pool,
+    output=_average_pool,
 )(nn.AvgPool3d)
 register_layer(
     "AdaptiveAvgPool3d", params={"output_size": _OUTPUT_SIZE}, accepts=CLIPS, output=_adaptive

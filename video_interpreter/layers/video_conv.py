@@ -9,7 +9,7 @@ from torch import nn
 
 from ._params import BOOL, POSITIVE_INT, triple
 from ._registry import register_layer
-from ._types import Layout, SampleType, channels, clip, conv_sizes
+from ._types import Layout, SampleType, ShapeError, channels, clip, conv_sizes
 
 __all__ = ["Conv2Plus1d", "Conv3dNoTemporal", "IntOrTriple", "as_triple", "r2plus1d_mid_channels"]
 
@@ -48,11 +48,18 @@ def _conv2plus1d_type(
     kernel_size: IntOrTriple,
     stride: IntOrTriple,
     padding: IntOrTriple | None,
+    mid_channels: int | None,
     **_: Any,
 ) -> SampleType:
     kt, kh, kw = as_triple(kernel_size)
     st, sh, sw = as_triple(stride)
     pt, ph, pw = as_triple(padding) if padding is not None else (kt // 2, kh // 2, kw // 2)
+    mid = mid_channels or r2plus1d_mid_channels(x.sizes[0], out_channels, (kt, kh, kw))
+    if mid < 1:
+        raise ShapeError(
+            f"the parameter-matching middle width for {x.sizes[0]} -> {out_channels} channels "
+            "is 0; give mid_channels"
+        )
     spatial = conv_sizes(x.sizes[1:], (1, kh, kw), (1, sh, sw), (0, ph, pw))
     return clip(out_channels, *conv_sizes(spatial, (kt, 1, 1), (st, 1, 1), (pt, 0, 0)))
 
