@@ -2,8 +2,8 @@
 number of ranks, while no rank ever holds more than one layer's full weights.
 
 ``initialize`` (model stage) runs an init plan: each module's scheme rule or its
-``reset_parameters()``, a rule with its own seeded generator. Here every rank runs the same plan
-with the same seeds; for each step it swaps the layer's sharded parameters for full-size
+``reset_parameters()``, children before parents, from torch's global generator. Here every rank
+runs the same plan from the same seed; for each step it swaps the layer's sharded parameters for full-size
 temporary ones, runs the step (so it draws the same random numbers as an unsharded build), keeps
 its own shard and drops the rest. Every rank therefore spends the time of a full
 initialisation, but memory only for its shards plus the largest layer.
@@ -45,14 +45,18 @@ def local_part(full: torch.Tensor, sharded: DTensor) -> torch.Tensor:
 @contextlib.contextmanager
 def _full_parameters(module: nn.Module, device: torch.device) -> Iterator[None]:
     """Within the block, ``module``'s sharded parameters (its children's too: a layer's
-    ``reset_parameters`` may reset its children) are full tensors; on success each rank's
-    shard receives its part of them."""
+    ``reset_parameters`` may set its children's, which were initialised before it) are full
+    tensors, its own uninitialised and its children's gathered; on success each rank's shard
+    receives its part of them."""
     swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
     try:
         for owner in module.modules():
             for name, param in list(owner._parameters.items()):
                 if isinstance(param, DTensor):
-                    full = torch.empty(param.shape, dtype=param.dtype, device=device)
+                    if owner is module:
+                        full = torch.empty(param.shape, dtype=param.dtype, device=device)
+                    else:  # initialised already: every rank gathers the current values
+                        full = param.full_tensor().detach().to(device)
                     owner._parameters[name] = nn.Parameter(full, param.requires_grad)
                     swapped.append((owner, name, param))
         yield
