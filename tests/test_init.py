@@ -54,6 +54,7 @@ class ZeroInitResidual(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.last.weight)
+        assert self.last.bias is not None
         nn.init.zeros_(self.last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,6 +85,7 @@ def test_a_layer_that_zero_initialises_a_child_keeps_it_zero_under_every_scheme(
     block = model.get_submodule("backbone.0")
     assert isinstance(block, ZeroInitResidual)
     assert block.last.weight.abs().max().item() == 0.0
+    assert block.last.bias is not None
     assert block.last.bias.abs().max().item() == 0.0
     assert block.conv.weight.abs().max().item() > 0.0  # the other child is initialised
     clip = torch.randn(2, 3, 4, 16, 16)

@@ -49,6 +49,7 @@ OutputFn = Callable[..., SampleType]
 context): the output type for input type ``x``; raises ``ShapeError`` for what it refuses."""
 LayerFactory = Callable[["BuildContext", dict[str, Any]], nn.Module]
 T = TypeVar("T", bound=Callable[..., Any])
+R = TypeVar("R")
 
 # Keys every node may carry besides its parameters.
 NODE_KEYS = ("type", "name")
@@ -169,12 +170,12 @@ class LayerRegistry:
         self._derived.clear()
         return entry
 
-    def derived(self, key: str, make: Callable[[], T]) -> T:
+    def derived(self, key: str, make: Callable[[], R]) -> R:
         """``make()``'s result, kept until the next registration (schemas, validators)."""
         self._load_entry_points()
         if key not in self._derived:
             self._derived[key] = make()
-        result: T = self._derived[key]
+        result: R = self._derived[key]
         return result
 
     def get(self, name: str) -> LayerEntry:
