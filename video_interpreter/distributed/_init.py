@@ -4,9 +4,9 @@ number of ranks, while no rank ever holds more than one layer's full weights.
 ``initialize`` (model stage) runs an init plan: each module's scheme rule or its
 ``reset_parameters()``, children before parents, from torch's global generator. Here every rank
 runs the same plan from the same seed; for each step it swaps the layer's sharded parameters
-for full-size temporary ones, runs the step (so it draws the same random numbers as an unsharded build), keeps
-its own shard and drops the rest. Every rank therefore spends the time of a full
-initialisation, but memory only for its shards plus the largest layer.
+for full-size temporary ones, runs the step (so it draws the same random numbers as an
+unsharded build), keeps its own shard and drops the rest. Every rank therefore spends the time
+of a full initialisation, but memory only for its shards plus the largest layer.
 """
 
 from __future__ import annotations
