@@ -15,7 +15,7 @@ import difflib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -162,9 +162,8 @@ class LayerRegistry:
             dict(infer or {}),
             takes_context,
             description,
-        )
-        entry = replace(
-            entry, accepts=None if accepts is None else frozenset(accepts), output=output
+            None if accepts is None else frozenset(accepts),
+            output,
         )
         self._entries[layer_name] = entry
         self._derived.clear()
@@ -235,6 +234,8 @@ def _make_entry(
     infer: dict[str, InferFn],
     takes_context: bool,
     description: str | None,
+    accepts: frozenset[Layout] | None,
+    output: OutputFn | None,
 ) -> LayerEntry:
     """Check the schema against the signature and fill defaults from it."""
     where = f"layer {name!r}"
@@ -286,6 +287,8 @@ def _make_entry(
         takes_context=takes_context,
         description=doc.split("\n\n")[0].replace("\n", " "),
         family=getattr(obj, "__module__", "?"),
+        accepts=accepts,
+        output=output,
     )
 
 

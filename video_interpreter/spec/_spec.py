@@ -95,7 +95,7 @@ class ArchitectureSpec:
         cls, data: Mapping[str, Any], *, source: str | None = None, smap: SourceMap | None = None
     ) -> ArchitectureSpec:
         ordered = {k: data[k] for k in _ORDER if k in data}
-        return cls(_freeze(copy.deepcopy(ordered)), source, smap or SourceMap())
+        return cls(_freeze(ordered), source, smap or SourceMap())  # _freeze copies every container
 
     # -- contents ---------------------------------------------------------------------------
     @property
