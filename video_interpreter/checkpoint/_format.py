@@ -32,6 +32,7 @@ __all__ = [
     "capture_rng_state",
     "check_plain",
     "checked_fields",
+    "checked_monitor",
     "content_digest",
     "describe_tensor",
     "now_utc",
@@ -59,7 +60,9 @@ METADATA_FIELDS = (
     "loss",
     "metrics",
     "notes",
+    "monitor",
 )
+MONITOR_MODES = ("max", "min")
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
@@ -227,8 +230,35 @@ def _plain_number(value: Any, name: str) -> float | None:
     raise CheckpointError(f"{name} must be a number, got {type(value).__name__} {value!r}")
 
 
+def checked_monitor(monitor: Any, where: str) -> dict[str, str] | None:
+    """``(metric, mode)`` (or ``{"metric": ..., "mode": ...}`` as read back) as the plain dict a
+    checkpoint records; None stays None."""
+    if monitor is None:
+        return None
+    if isinstance(monitor, Mapping) and set(monitor) == {"metric", "mode"}:
+        metric, mode = monitor["metric"], monitor["mode"]
+    elif isinstance(monitor, list | tuple) and len(monitor) == 2:
+        metric, mode = monitor
+    else:
+        raise CheckpointError(
+            f"{where}: monitor must be (metric, mode), e.g. ('acc', 'max'), got {monitor!r:.80}"
+        )
+    if not isinstance(metric, str) or not metric or mode not in MONITOR_MODES:
+        raise CheckpointError(
+            f"{where}: monitor must be (metric, mode) with a metric name and mode 'max' or "
+            f"'min', got ({metric!r:.40}, {mode!r:.20})"
+        )
+    return {"metric": metric, "mode": mode}
+
+
 def checked_fields(
-    *, epoch: Any, step: Any, loss: Any, metrics: Mapping[str, Any] | None, notes: Any
+    *,
+    epoch: Any,
+    step: Any,
+    loss: Any,
+    metrics: Mapping[str, Any] | None,
+    notes: Any,
+    monitor: Any = None,
 ) -> dict[str, Any]:
     """The caller's plain fields, checked and converted to JSON-ready values."""
     plain_metrics: dict[str, Any] = {}
@@ -252,10 +282,13 @@ def checked_fields(
             )
     if notes is not None and not isinstance(notes, str):
         raise CheckpointError(f"notes must be a string, got {type(notes).__name__}")
-    return {
+    out: dict[str, Any] = {
         "epoch": _plain_int(epoch, "epoch"),
         "step": _plain_int(step, "step"),
         "loss": _plain_number(loss, "loss"),
         "metrics": plain_metrics,
         "notes": notes,
     }
+    if monitor is not None:  # only written when given: files without it stay as they were
+        out["monitor"] = checked_monitor(monitor, "monitor")
+    return out

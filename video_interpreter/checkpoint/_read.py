@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..spec import ArchitectureSpec
 from ._atomic import sha256_file
-from ._format import FORMAT_NAME, FORMAT_VERSION, content_digest
+from ._format import FORMAT_NAME, FORMAT_VERSION, checked_monitor, content_digest
 from ._safetensors import SafetensorsHeader, header_digest, read_header, read_tensors
 from ._types import Checkpoint, CheckpointMetadata
 from ._zipcheck import check_torch_zip
@@ -178,6 +178,8 @@ def _metadata_fields(fields: Mapping[str, Any], path: Path) -> dict[str, Any]:
     out["loss"] = _optional((int, float), fields.get("loss"), "loss", path)
     out["metrics"] = _optional(Mapping, fields.get("metrics"), "metrics", path) or {}
     out["spec"] = _optional(Mapping, fields.get("spec"), "spec", path)
+    monitor = checked_monitor(fields.get("monitor"), f"{path}: field 'monitor'")
+    out["monitor"] = (monitor["metric"], monitor["mode"]) if monitor is not None else None
     return out
 
 

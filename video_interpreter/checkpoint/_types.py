@@ -61,6 +61,7 @@ class CheckpointMetadata:
     loss: float | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     notes: str | None = None
+    monitor: tuple[str, str] | None = None  # (metric, "max" | "min") that ranks the model
     has_optimizer: bool = False
     has_scheduler: bool = False
     has_rng_state: bool = False
@@ -75,6 +76,7 @@ class CheckpointMetadata:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["path"] = str(self.path)
         out["metrics"] = dict(self.metrics)
+        out["monitor"] = list(self.monitor) if self.monitor is not None else None
         out["spec"] = dict(self.spec) if self.spec is not None else None
         out["training_state"] = list(self.training_state)
         return out

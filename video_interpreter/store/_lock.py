@@ -47,7 +47,13 @@ class StoreLock:
             self._fd = None
 
     def _acquire(self) -> int:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot lock the store: {self.path}: {exc.strerror or exc} (changing a store "
+                "needs write access to its directory; listing and verifying do not)"
+            ) from exc
         deadline = time.monotonic() + self.timeout
         delay = 0.005
         while True:
