@@ -28,6 +28,7 @@ from ..errors import CheckpointError
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MAX_NESTING",
     "METADATA_FIELDS",
     "capture_rng_state",
     "check_plain",
@@ -65,6 +66,16 @@ METADATA_FIELDS = (
 MONITOR_MODES = ("max", "min")
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
+# Deeper than any spec, optimizer or scheduler state (about 10 levels): a file nested deeper is
+# damaged or hostile, and walking it recursively would overflow Python's stack.
+MAX_NESTING = 100
+
+
+def _too_deep(where: str) -> CheckpointError:
+    return CheckpointError(
+        f"{where} is nested more than {MAX_NESTING} levels deep; a checkpoint holds plain "
+        "values nested a few levels (the file is damaged or was not written by this package)"
+    )
 
 
 @cache
@@ -79,7 +90,7 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_plain(value: Any, where: str) -> None:
+def check_plain(value: Any, where: str, depth: int = 0) -> None:
     """Refuse anything ``torch.load(weights_only=True)`` or JSON could not read back.
 
     Allowed: tensors, str, int, float, bool, None, and lists, tuples and dicts (str or int
@@ -89,9 +100,11 @@ def check_plain(value: Any, where: str) -> None:
     # which weights_only loading refuses.
     if type(value) in _PLAIN_SCALARS or type(value) is torch.Tensor:
         return
+    if depth > MAX_NESTING:
+        raise _too_deep(where)
     if type(value) in (list, tuple):
         for index, item in enumerate(value):
-            check_plain(item, f"{where}[{index}]")
+            check_plain(item, f"{where}[{index}]", depth + 1)
         return
     if type(value) in (dict, OrderedDict):
         for key, item in value.items():
@@ -100,7 +113,7 @@ def check_plain(value: Any, where: str) -> None:
                     f"{where} has a key {key!r} of type {type(key).__name__}; checkpoint "
                     "dicts may only have str or int keys"
                 )
-            check_plain(item, f"{where}[{key!r}]")
+            check_plain(item, f"{where}[{key!r}]", depth + 1)
         return
     raise CheckpointError(
         f"{where} holds a {type(value).__module__}.{type(value).__qualname__} "
@@ -127,15 +140,19 @@ def describe_tensor(tensor: torch.Tensor) -> list[Any]:
     ]
 
 
-def _describe(value: Any) -> Any:
+def _describe(value: Any, depth: int = 0) -> Any:
     """A JSON-ready, order-independent description of a value (tensors by layout)."""
     if isinstance(value, torch.Tensor):
         return describe_tensor(value)
+    if isinstance(value, Mapping | list | tuple) and depth > MAX_NESTING:
+        raise _too_deep("the checkpoint's content")
     if isinstance(value, Mapping):
-        items = sorted(((repr(k), _describe(v)) for k, v in value.items()), key=lambda kv: kv[0])
+        items = sorted(
+            ((repr(k), _describe(v, depth + 1)) for k, v in value.items()), key=lambda kv: kv[0]
+        )
         return ["dict", items]
     if isinstance(value, list | tuple):
-        return ["list", [_describe(v) for v in value]]
+        return ["list", [_describe(v, depth + 1) for v in value]]
     if isinstance(value, float) and not math.isfinite(value):
         return ["float", repr(value)]
     return value

@@ -52,7 +52,7 @@ class CheckpointMetadata:
     name: str | None = None
     version: str | None = None
     fingerprint: str | None = None
-    spec: Mapping[str, Any] | None = None
+    spec: Mapping[str, Any] | None = field(default=None, repr=False)
     created: str | None = None
     package_version: str | None = None
     torch_version: str | None = None
@@ -82,7 +82,7 @@ class CheckpointMetadata:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Checkpoint:
     """A checkpoint read into memory (tensors memory-mapped where the format allows).
 
@@ -120,3 +120,18 @@ class Checkpoint:
     @property
     def notes(self) -> str | None:
         return self.metadata.notes
+
+    def __repr__(self) -> str:
+        # Short: the default would print every tensor (tens of thousands of lines).
+        meta = self.metadata
+        parts = [f"{str(meta.path)!r}", f"{meta.format}", f"kind={meta.kind!r}"]
+        if meta.name is not None:
+            parts.append(f"architecture='{meta.name}/{meta.version}'")
+        parts.append(f"tensors={len(self.state_dict)} ({meta.tensor_bytes} bytes)")
+        for name in ("epoch", "step", "loss"):
+            value = getattr(meta, name)
+            if value is not None:
+                parts.append(f"{name}={value!r}")
+        if meta.training_state:
+            parts.append(f"training_state={meta.training_state!r}")
+        return f"Checkpoint({', '.join(parts)})"
