@@ -484,7 +484,14 @@ class ModelStore:
 
     def _link_best(self, record: BestRecord) -> None:
         """Make ``{name}_{version}_best.pth`` a copy of ``record.file``."""
-        _copy_file(self.root / record.file, self.best_path(record.name, record.version))
+        target = self.best_path(record.name, record.version)
+        try:
+            _copy_file(self.root / record.file, target)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot copy the best model {record.file} to {target.name}: {exc}; the "
+                "registry records it as the best, and `sync` makes the copy once it can"
+            ) from exc
 
     def _repair_best_link(self, name: str, version: str) -> None:
         """Re-copy a best file left stale by a save killed after its commit. The copy carries
@@ -787,7 +794,10 @@ class ModelStore:
                 f"size {size} bytes, recorded {entry.size_bytes}: changed since it was saved",
             )
         if hashes:
-            actual = sha256_file(entry.path)
+            try:
+                actual = sha256_file(entry.path)
+            except CheckpointError as exc:
+                return StoreProblem("unreadable", entry.file, str(exc))
             if actual != entry.sha256:
                 return StoreProblem(
                     "changed",
@@ -1055,11 +1065,14 @@ class ModelStore:
         """Regenerate the table between ``<!-- registry:start -->`` and ``<!-- registry:end
         -->`` in ``path`` (a new file gets a heading and the markers)."""
         target = Path(path)
-        if target.exists():
-            text = target.read_text(encoding="utf-8")
-        else:
-            text = f"# Models\n\n{START_MARKER}\n{END_MARKER}\n"
-        write_atomically(target, replace_table(text, self.render_table(), where=str(target)))
+        try:
+            if target.exists():
+                text = target.read_text(encoding="utf-8")
+            else:
+                text = f"# Models\n\n{START_MARKER}\n{END_MARKER}\n"
+            write_atomically(target, replace_table(text, self.render_table(), where=str(target)))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"cannot write the registry table to {target}: {exc}") from exc
         return target
 
 
