@@ -271,6 +271,7 @@ def test_write_readme_keeps_the_file_mode(tmp_path: Path, mode: int) -> None:
 @pytest.mark.parametrize(
     ("value", "shown"),
     [(float("nan"), "nan"), (float("inf"), "inf"), (-float("inf"), "-inf"), (10**400, "1000")],
+    ids=["nan", "inf", "-inf", "10**400"],
 )
 def test_non_finite_metrics_are_refused_in_any_field(
     tmp_path: Path, value: object, shown: str
