@@ -3,7 +3,7 @@
 ``fcntl.flock`` on a lock file in the store: the kernel releases it when the holder exits, even
 when it is killed, so a crashed save never leaves the store locked. It is re-entrant within one
 ``StoreLock`` object (a save that calls a helper that also locks does not deadlock itself).
-POSIX only, like the rest of the store's guarantees (atomic ``os.replace``, hard links).
+POSIX only, like the rest of the store's guarantees (atomic ``os.replace``, fsync'ed folders).
 """
 
 from __future__ import annotations

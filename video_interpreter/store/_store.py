@@ -2,9 +2,12 @@
 and a registry; the last stage of the flow (it saves and loads through ``checkpoint``).
 
 Every operation that changes the store runs under one inter-process file lock and in this order:
-write the file atomically (``save_model``), record it in one SQLite transaction, then point the
-``_best`` link at it. A process killed between two steps leaves complete files and a registry
-that ``verify`` explains and ``sync`` repairs; it never leaves a torn file or a half-written row.
+write the file atomically (``save_model``, the ranking rule embedded), record it in one SQLite
+transaction, then copy it to ``_best``. A process killed between two steps leaves complete files
+and a registry that ``verify`` explains and ``sync`` repairs; it never leaves a torn file or a
+half-written row. The registry is an index of the files: when it is missing or damaged, every
+operation says so and ``sync`` rebuilds it from them. Reading (``list``, ``verify``...) never
+writes, so a read-only store can be listed and verified.
 Because every writer holds the lock while it writes, whatever half-written file a reader finds
 under the lock belongs to a process that died, and ``sync`` may delete it.
 """
@@ -412,7 +415,7 @@ class ModelStore:
         metrics: dict[str, float],
         **fields: Any,
     ) -> Entry:
-        """Under the lock: file, then row (and best pointer) in one transaction, then link."""
+        """Under the lock: file, then row (and best pointer) in one transaction, then copy."""
         with self.registry.connect() as conn:
             taken = self.registry.files(conn)
         file = self._free_name(base, on_conflict, taken)
@@ -817,7 +820,7 @@ class ModelStore:
             return StoreProblem("unknown", file, "not a store file name; the store leaves it alone")
         if parsed.kind == "best":
             return StoreProblem(
-                "untracked", file, "a best link no record points to; sync re-attaches it"
+                "untracked", file, "a best copy no record points to; sync re-attaches it"
             )
         return StoreProblem(
             "untracked", file, "a store file the registry does not record; sync adopts it"
@@ -1014,7 +1017,7 @@ class ModelStore:
                 StoreProblem(
                     "untracked",
                     link,
-                    "a best link whose model is not recorded; left in place (it may be the "
+                    "a best copy whose model is not recorded; left in place (it may be the "
                     "only copy of that model)",
                 )
             )
