@@ -83,7 +83,7 @@ def test_non_strict_load_keeps_the_models_own_values_where_the_source_does_not_f
 def test_new_head_is_declared_with_reinit_and_reported(tmp_path: Path) -> None:
     saved = save_model(tiny_model(seed=0), tmp_path / "tiny.pth")
     target = build_model(tiny_spec(num_classes=7))
-    report = load_weights(target, saved.path, reinit=["heads.action.*"])
+    report = load_weights(target, saved.path, reinit=["heads.action.*"], allow_spec_change=True)
     assert report.reinitialized == ("heads.action.fc.weight", "heads.action.fc.bias")
     assert report.spec_diff is not None
     assert "num_classes: 7" in report.spec_diff

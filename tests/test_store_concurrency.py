@@ -114,7 +114,7 @@ _CHILD = textwrap.dedent(
     elif stage == "recording":  # the file is in place; the registry transaction is open
         _registry.Registry.insert = block
     elif stage == "linking":  # recorded as the new best; the best link not yet moved
-        _store._link_or_copy = block
+        _store._copy_file = block
     torch.manual_seed(1)
     ModelStore(root).save(build_model(TINY), metrics={"acc": 0.9})
     """

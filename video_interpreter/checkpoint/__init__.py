@@ -5,7 +5,8 @@ metadata beside the weights, so ``load_model(path)`` needs nothing else::
 
     saved = save_model(model, "run/epoch_3.pth", optimizer=opt, epoch=3, metrics={"acc": 0.9})
     model = load_model("run/epoch_3.pth", verify=saved.sha256)
-    report = load_weights(other, "run/epoch_3.pth", reinit=["heads.action.*"])
+    report = load_weights(other, "run/epoch_3.pth", reinit=["heads.action.*"],
+                          allow_spec_change=True)  # another head: another architecture
 
 Two formats, chosen by suffix: ``.pth`` (a dict of tensors and plain values that
 ``torch.load(weights_only=True)`` opens; training state included) and ``.safetensors`` (weights,
@@ -17,7 +18,7 @@ from ._atomic import sha256_file
 from ._convert import convert_checkpoint, import_state_dict
 from ._format import FORMAT_VERSION
 from ._load import load_checkpoint, load_model, read_metadata, resume
-from ._report import LoadError, LoadReport, ShapeMismatch, spec_diff
+from ._report import DtypeMismatch, LoadError, LoadReport, ShapeMismatch, spec_diff
 from ._save import save_model
 from ._types import Checkpoint, CheckpointMetadata, SavedCheckpoint
 from ._weights import load_weights
@@ -26,6 +27,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CheckpointMetadata",
+    "DtypeMismatch",
     "LoadError",
     "LoadReport",
     "SavedCheckpoint",

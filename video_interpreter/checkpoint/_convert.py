@@ -66,6 +66,7 @@ def convert_checkpoint(
         metrics=meta.metrics,
         notes=meta.notes,
         created=meta.created,
+        monitor=meta.monitor,
     )
 
 

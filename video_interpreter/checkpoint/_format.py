@@ -29,10 +29,12 @@ from ..errors import CheckpointError
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MAX_NESTING",
     "METADATA_FIELDS",
     "capture_rng_state",
     "check_plain",
     "checked_fields",
+    "checked_monitor",
     "content_digest",
     "describe_tensor",
     "now_utc",
@@ -60,9 +62,21 @@ METADATA_FIELDS = (
     "loss",
     "metrics",
     "notes",
+    "monitor",
 )
+MONITOR_MODES = ("max", "min")
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
+# Deeper than any spec, optimizer or scheduler state (about 10 levels): a file nested deeper is
+# damaged or hostile, and walking it recursively would overflow Python's stack.
+MAX_NESTING = 100
+
+
+def _too_deep(where: str) -> CheckpointError:
+    return CheckpointError(
+        f"{where} is nested more than {MAX_NESTING} levels deep; a checkpoint holds plain "
+        "values nested a few levels (the file is damaged or was not written by this package)"
+    )
 
 
 @cache
@@ -77,7 +91,7 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_plain(value: Any, where: str) -> None:
+def check_plain(value: Any, where: str, depth: int = 0) -> None:
     """Refuse anything ``torch.load(weights_only=True)`` or JSON could not read back.
 
     Allowed: tensors, str, int, float, bool, None, and lists, tuples and dicts (str or int
@@ -87,9 +101,11 @@ def check_plain(value: Any, where: str) -> None:
     # which weights_only loading refuses.
     if type(value) in _PLAIN_SCALARS or type(value) is torch.Tensor:
         return
+    if depth > MAX_NESTING:
+        raise _too_deep(where)
     if type(value) in (list, tuple):
         for index, item in enumerate(value):
-            check_plain(item, f"{where}[{index}]")
+            check_plain(item, f"{where}[{index}]", depth + 1)
         return
     if type(value) in (dict, OrderedDict):
         for key, item in value.items():
@@ -98,7 +114,7 @@ def check_plain(value: Any, where: str) -> None:
                     f"{where} has a key {key!r} of type {type(key).__name__}; checkpoint "
                     "dicts may only have str or int keys"
                 )
-            check_plain(item, f"{where}[{key!r}]")
+            check_plain(item, f"{where}[{key!r}]", depth + 1)
         return
     raise CheckpointError(
         f"{where} holds a {type(value).__module__}.{type(value).__qualname__} "
@@ -125,15 +141,19 @@ def describe_tensor(tensor: torch.Tensor) -> list[Any]:
     ]
 
 
-def _describe(value: Any) -> Any:
+def _describe(value: Any, depth: int = 0) -> Any:
     """A JSON-ready, order-independent description of a value (tensors by layout)."""
     if isinstance(value, torch.Tensor):
         return describe_tensor(value)
+    if isinstance(value, Mapping | list | tuple) and depth > MAX_NESTING:
+        raise _too_deep("the checkpoint's content")
     if isinstance(value, Mapping):
-        items = sorted(((repr(k), _describe(v)) for k, v in value.items()), key=lambda kv: kv[0])
+        items = sorted(
+            ((repr(k), _describe(v, depth + 1)) for k, v in value.items()), key=lambda kv: kv[0]
+        )
         return ["dict", items]
     if isinstance(value, list | tuple):
-        return ["list", [_describe(v) for v in value]]
+        return ["list", [_describe(v, depth + 1) for v in value]]
     if isinstance(value, float) and not math.isfinite(value):
         return ["float", repr(value)]
     return value
@@ -225,8 +245,35 @@ def _plain_number(value: Any, name: str) -> float | None:
     raise CheckpointError(f"{name} must be a number, got {type(value).__name__} {value!r}")
 
 
+def checked_monitor(monitor: Any, where: str) -> dict[str, str] | None:
+    """``(metric, mode)`` (or ``{"metric": ..., "mode": ...}`` as read back) as the plain dict a
+    checkpoint records; None stays None."""
+    if monitor is None:
+        return None
+    if isinstance(monitor, Mapping) and set(monitor) == {"metric", "mode"}:
+        metric, mode = monitor["metric"], monitor["mode"]
+    elif isinstance(monitor, list | tuple) and len(monitor) == 2:
+        metric, mode = monitor
+    else:
+        raise CheckpointError(
+            f"{where}: monitor must be (metric, mode), e.g. ('acc', 'max'), got {monitor!r:.80}"
+        )
+    if not isinstance(metric, str) or not metric or mode not in MONITOR_MODES:
+        raise CheckpointError(
+            f"{where}: monitor must be (metric, mode) with a metric name and mode 'max' or "
+            f"'min', got ({metric!r:.40}, {mode!r:.20})"
+        )
+    return {"metric": metric, "mode": mode}
+
+
 def checked_fields(
-    *, epoch: Any, step: Any, loss: Any, metrics: Mapping[str, Any] | None, notes: Any
+    *,
+    epoch: Any,
+    step: Any,
+    loss: Any,
+    metrics: Mapping[str, Any] | None,
+    notes: Any,
+    monitor: Any = None,
 ) -> dict[str, Any]:
     """The caller's plain fields, checked and converted to JSON-ready values."""
     plain_metrics: dict[str, Any] = {}
@@ -250,10 +297,13 @@ def checked_fields(
             )
     if notes is not None and not isinstance(notes, str):
         raise CheckpointError(f"notes must be a string, got {type(notes).__name__}")
-    return {
+    out: dict[str, Any] = {
         "epoch": _plain_int(epoch, "epoch"),
         "step": _plain_int(step, "step"),
         "loss": _plain_number(loss, "loss"),
         "metrics": plain_metrics,
         "notes": notes,
     }
+    if monitor is not None:  # only written when given: files without it stay as they were
+        out["monitor"] = checked_monitor(monitor, "monitor")
+    return out

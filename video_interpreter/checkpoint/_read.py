@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..spec import ArchitectureSpec
 from ._atomic import sha256_file
-from ._format import FORMAT_NAME, FORMAT_VERSION, content_digest
+from ._format import FORMAT_NAME, FORMAT_VERSION, checked_monitor, content_digest
 from ._safetensors import SafetensorsHeader, header_digest, read_header, read_tensors
 from ._types import Checkpoint, CheckpointMetadata
 from ._zipcheck import check_torch_zip
@@ -44,6 +44,8 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 def detect_format(path: Path) -> str:
     """``"pth"`` (torch zip), ``"pth-legacy"`` (torch's old pickle format) or
     ``"safetensors"``, from the first bytes."""
+    if path.is_dir():
+        raise _directory_error(path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(9)
@@ -65,9 +67,26 @@ def detect_format(path: Path) -> str:
     )
 
 
+# What save_sharded writes (video_interpreter.distributed), known here by name only: the
+# checkpoint stage does not import the distributed one.
+_SHARDED_MARKERS = ("metadata.json", "spec.json")
+
+
+def _directory_error(path: Path) -> CheckpointError:
+    if all((path / name).is_file() for name in _SHARDED_MARKERS):
+        return CheckpointError(
+            f"{path} is a sharded checkpoint (a directory written by save_sharded), not a "
+            "checkpoint file; load it with video_interpreter.distributed.load_sharded_model, "
+            f"or write one file first: `video-interpreter consolidate {path} OUT.pth`"
+        )
+    return CheckpointError(f"{path} is a directory, not a checkpoint file (.pth, .safetensors)")
+
+
 def _check_sha256(path: Path, expected: str) -> None:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise _directory_error(path)
     if not _SHA256.match(expected):
         raise CheckpointError(
             f"verify={expected!r} is not a sha256 (64 hexadecimal characters) for {path}"
@@ -176,8 +195,15 @@ def _metadata_fields(fields: Mapping[str, Any], path: Path) -> dict[str, Any]:
     out["epoch"] = _optional(int, fields.get("epoch"), "epoch", path)
     out["step"] = _optional(int, fields.get("step"), "step", path)
     out["loss"] = _optional((int, float), fields.get("loss"), "loss", path)
+    if isinstance(out["loss"], int):
+        try:
+            out["loss"] = float(out["loss"])
+        except OverflowError as exc:
+            raise CheckpointError(f"{path}: field 'loss' is an integer too large") from exc
     out["metrics"] = _optional(Mapping, fields.get("metrics"), "metrics", path) or {}
     out["spec"] = _optional(Mapping, fields.get("spec"), "spec", path)
+    monitor = checked_monitor(fields.get("monitor"), f"{path}: field 'monitor'")
+    out["monitor"] = (monitor["metric"], monitor["mode"]) if monitor is not None else None
     return out
 
 
@@ -216,6 +242,8 @@ def _from_pth(path: Path, obj: Any, size: int) -> Checkpoint:
             loss = obj.get("loss")
             if isinstance(loss, torch.Tensor) and loss.numel() == 1:
                 loss = float(loss)
+            if isinstance(loss, int) and not -(2**53) <= loss <= 2**53:
+                loss = None  # a foreign file's odd value: not one a float holds
             optimizer = obj.get("optimizer_state_dict")
             meta = CheckpointMetadata(
                 path,
@@ -244,7 +272,11 @@ def _from_pth(path: Path, obj: Any, size: int) -> Checkpoint:
 
 def _from_ours(path: Path, obj: Mapping[str, Any], size: int) -> Checkpoint:
     content = {k: v for k, v in obj.items() if k != "digest"}
-    if obj.get("digest") != content_digest(content):
+    try:
+        digest = content_digest(content)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    if obj.get("digest") != digest:
         raise CheckpointError(
             f"{path}: the checkpoint's metadata does not match its digest; the file is "
             "damaged or was edited"
@@ -287,9 +319,14 @@ def _from_safetensors(
         return Checkpoint(meta, None, tensors)
     try:
         decoded = {k: json.loads(v) for k, v in raw.items() if k != "digest"}
-    except ValueError as exc:
+        digest = json.dumps(header_digest(decoded, header.tensors))
+    except RecursionError as exc:  # json's own parser, on values nested thousands deep
+        raise CheckpointError(
+            f"{path}: damaged metadata in the header (nested too deeply to read)"
+        ) from exc
+    except (ValueError, CheckpointError) as exc:
         raise CheckpointError(f"{path}: damaged metadata in the header ({exc})") from exc
-    if raw.get("digest") != json.dumps(header_digest(decoded, header.tensors)):
+    if raw.get("digest") != digest:
         raise CheckpointError(
             f"{path}: the checkpoint's metadata does not match its digest; the file is "
             "damaged or was edited"

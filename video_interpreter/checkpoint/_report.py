@@ -11,7 +11,14 @@ from typing import Any
 from ..errors import CheckpointError
 from ..spec import ArchitectureSpec
 
-__all__ = ["LoadError", "LoadReport", "ShapeMismatch", "module_group", "spec_diff"]
+__all__ = [
+    "DtypeMismatch",
+    "LoadError",
+    "LoadReport",
+    "ShapeMismatch",
+    "module_group",
+    "spec_diff",
+]
 
 Shape = tuple[int, ...]
 
@@ -26,11 +33,13 @@ _LABELS = {
     "inflated": "inflated",
     "missing": "missing",
     "mismatched": "shape mismatch",
+    "dtype": "dtype mismatch",
+    "cast": "cast",
     "remapped": "renamed",
     "unexpected": "unexpected",
     "dropped": "dropped",
 }
-_COUNTED = ("loaded", "reinitialized", "missing", "mismatched", "unexpected", "dropped")
+_COUNTED = ("loaded", "reinitialized", "missing", "mismatched", "dtype", "unexpected", "dropped")
 
 
 def module_group(key: str) -> str:
@@ -53,13 +62,33 @@ class ShapeMismatch:
         return f"{self.key}: checkpoint {_shape(self.checkpoint)}, model {_shape(self.model)}"
 
 
+def _dtype(dtype: str) -> str:
+    return dtype.removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class DtypeMismatch:
+    """A key whose checkpoint tensor cannot become the model's: not both floating point (an
+    integer weight, a float step counter), so no cast keeps its meaning."""
+
+    key: str
+    checkpoint: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: checkpoint {_dtype(self.checkpoint)}, model {_dtype(self.model)}"
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """The outcome of ``load_weights``: every key of model and source accounted for.
 
     ``loaded``: model keys given a tensor from the source; ``missing``: model keys the source
     lacks; ``unexpected``: source keys the model lacks; ``mismatched``: keys in both with
-    different shapes; ``reinitialized``: model keys declared by ``reinit`` (initialised afresh,
+    different shapes; ``dtype_mismatched``: keys in both whose dtypes are not both floating
+    point (refused like shapes); ``cast``: keys whose floating-point tensor was converted to
+    the model's floating dtype (``dtypes`` gives both); ``reinitialized``: model keys declared
+    by ``reinit`` (initialised afresh,
     any source tensor ignored); ``remapped``: source key -> model key renames by ``key_map``;
     ``dropped``: source keys dropped on purpose (``key_map`` returned None, or ``reinit``
     replaced them); ``inflated``: 2D weights inflated to 3D; ``notes``: prefixes stripped and
@@ -73,6 +102,10 @@ class LoadReport:
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
     mismatched: tuple[ShapeMismatch, ...] = ()
+    dtype_mismatched: tuple[DtypeMismatch, ...] = ()
+    cast: tuple[str, ...] = ()
+    # key -> (checkpoint dtype, model dtype) of the cast keys
+    dtypes: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     reinitialized: tuple[str, ...] = ()
     remapped: Mapping[str, str] = field(default_factory=dict)
     dropped: tuple[str, ...] = ()
@@ -86,8 +119,8 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        """True when nothing is missing, unexpected or of the wrong shape."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        """True when nothing is missing, unexpected or of the wrong shape or dtype."""
+        return not (self.missing or self.unexpected or self.mismatched or self.dtype_mismatched)
 
     def by_module(self) -> dict[str, dict[str, list[str]]]:
         """``{group: {category: [keys]}}``, groups in model order, then source-only groups."""
@@ -98,6 +131,8 @@ class LoadReport:
             ("inflated", self.inflated),
             ("missing", self.missing),
             ("mismatched", [m.key for m in self.mismatched]),
+            ("dtype", [m.key for m in self.dtype_mismatched]),
+            ("cast", self.cast),
             ("remapped", list(self.remapped.values())),
             ("unexpected", self.unexpected),
             ("dropped", self.dropped),
@@ -115,7 +150,10 @@ class LoadReport:
             f"{len(self.unexpected)} unexpected",
             f"{mismatches} shape mismatch{'es' if mismatches != 1 else ''}",
         ]
+        dtypes = len(self.dtype_mismatched)
         for count, label in (
+            (dtypes, f"dtype mismatch{'es' if dtypes != 1 else ''}"),
+            (len(self.cast), "cast"),
             (len(self.reinitialized), "re-initialised"),
             (len(self.remapped), "renamed"),
             (len(self.inflated), "inflated"),
@@ -128,7 +166,8 @@ class LoadReport:
     def __str__(self) -> str:
         lines = [self.summary()]
         lines += [f"  note: {note}" for note in self.notes]
-        mismatch = {m.key: m for m in self.mismatched}
+        mismatch: dict[str, ShapeMismatch | DtypeMismatch] = {m.key: m for m in self.mismatched}
+        mismatch.update({m.key: m for m in self.dtype_mismatched})
         renamed_from = {target: source for source, target in self.remapped.items()}
         groups = self.by_module()
         width = max((len(g) for g in groups), default=0)
@@ -151,14 +190,17 @@ class LoadReport:
         self,
         kind: str,
         key: str,
-        mismatch: Mapping[str, ShapeMismatch],
+        mismatch: Mapping[str, ShapeMismatch | DtypeMismatch],
         renamed_from: Mapping[str, str],
     ) -> str | None:
         source_shape, model_shape = self.shapes.get(key, (None, None))
         if kind == "loaded":
             return None  # counted, not listed
-        if kind == "mismatched":
+        if kind in ("mismatched", "dtype"):
             return str(mismatch[key])
+        if kind == "cast":
+            source_dtype, model_dtype = self.dtypes[key]
+            return f"{key} {_dtype(source_dtype)} -> {_dtype(model_dtype)}"
         if kind == "remapped":
             return f"{renamed_from[key]} -> {key}"
         if kind == "reinitialized":
@@ -174,9 +216,10 @@ class LoadReport:
 class LoadError(CheckpointError):
     """Weights do not fit the model under the requested strictness; ``.report`` says how."""
 
-    def __init__(self, report: LoadReport, hint: str = "") -> None:
+    def __init__(self, report: LoadReport, hint: str = "", *, headline: str = "") -> None:
         self.report = report
-        text = f"weights do not fit the model: {report}"
+        # The headline comes first: a report can run to hundreds of lines.
+        text = f"weights do not fit the model{f' ({headline})' if headline else ''}: {report}"
         if hint:
             text += f"\n{hint}"
         super().__init__(text)

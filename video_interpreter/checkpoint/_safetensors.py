@@ -23,6 +23,7 @@ from ._atomic import HashingWriter
 from ._format import content_digest
 
 __all__ = [
+    "ALIGNMENT",
     "SafetensorsHeader",
     "TensorEntry",
     "header_digest",
@@ -48,6 +49,10 @@ _DTYPES: dict[torch.dtype, str] = {
 _ITEMSIZE: dict[str, int] = {code: dtype.itemsize for dtype, code in _DTYPES.items()}
 _ITEMSIZE.update({"U16": 2, "U32": 4, "U64": 8, "C64": 8})
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
+# torch's CPU allocator aligns memory to 64 bytes and some kernels take faster (and differently
+# rounded) paths on such memory, so a mapped tensor must be as aligned as an allocated one for
+# a loaded model to give bit-identical outputs.
+ALIGNMENT = 64
 _METADATA_KEY = "__metadata__"
 
 
@@ -112,6 +117,8 @@ def read_header(path: Path) -> SafetensorsHeader:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _corrupt(path, f"the JSON header does not parse ({exc})") from exc
+    except RecursionError as exc:  # json's parser on arrays or objects nested thousands deep
+        raise _corrupt(path, "the JSON header is nested too deeply to be a header") from exc
     if not isinstance(header, dict):
         raise _corrupt(path, "the header is not a JSON object")
     metadata = header.pop(_METADATA_KEY, None) or {}
@@ -160,23 +167,38 @@ def _entry(path: Path, name: str, value: Any) -> TensorEntry:
 
 
 def read_tensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Every tensor, memory-mapped (on CPU) by the safetensors library."""
+    """Every tensor, memory-mapped (on CPU) by the safetensors library. A tensor the file does
+    not place at a 64-byte boundary (a size not a multiple of 64 bytes, or a file written
+    elsewhere) is copied into aligned memory, so the model computes exactly as the saved one
+    did; files ``write_safetensors`` writes need that only for such small tensors."""
     from safetensors import safe_open  # the one place the library is used for reading
 
     try:
         with safe_open(str(path), framework="pt", device=device) as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except Exception as exc:  # SafetensorError and torch errors: all mean a damaged file here
         raise _corrupt(path, str(exc)) from exc
+    for name, tensor in tensors.items():
+        if tensor.device.type == "cpu" and tensor.data_ptr() % ALIGNMENT:
+            tensors[name] = tensor.clone()
+    return tensors
 
 
 def write_safetensors(
     sink: HashingWriter, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]
 ) -> None:
     """Stream a safetensors file: header (``metadata`` values as JSON strings, plus their
-    digest), then each tensor's bytes, largest items first so every tensor starts at a multiple
-    of its item size."""
-    ordered = sorted(tensors.items(), key=lambda item: (-item[1].element_size(), item[0]))
+    digest), padded with spaces so the data starts at a multiple of 64 bytes, then each
+    tensor's bytes: first those whose size is a multiple of 64 bytes (so each of them starts
+    64-byte aligned in the file, and in memory when mapped), then the others, largest items
+    first so every tensor starts at a multiple of its item size."""
+
+    def order(item: tuple[str, torch.Tensor]) -> tuple[bool, int, str]:
+        name, tensor = item
+        nbytes = tensor.numel() * tensor.element_size()
+        return (nbytes % ALIGNMENT != 0, -tensor.element_size(), name)
+
+    ordered = sorted(tensors.items(), key=order)
     entries: dict[str, TensorEntry] = {}
     offset = 0
     for name, tensor in ordered:
@@ -200,7 +222,7 @@ def write_safetensors(
             "data_offsets": [entry.start, entry.end],
         }
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)  # tensor data starts 8-byte aligned
+    text += b" " * (-(8 + len(text)) % ALIGNMENT)  # the data starts 64-byte aligned
     sink.write(struct.pack("<Q", len(text)))
     sink.write(text)
     for _, tensor in ordered:

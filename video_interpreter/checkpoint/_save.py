@@ -73,6 +73,7 @@ def write_checkpoint(
     metrics: Mapping[str, Any] | None = None,
     notes: str | None = None,
     created: str | None = None,
+    monitor: tuple[str, str] | None = None,
 ) -> SavedCheckpoint:
     """Write a checkpoint of ``spec`` + ``state_dict`` (+ training state, ``.pth`` only)."""
     fmt = checkpoint_format(path)
@@ -91,7 +92,9 @@ def write_checkpoint(
         "created": created or now_utc(),
         "package_version": package_version(),
         "torch_version": str(torch.__version__),  # a str subclass, refused by weights_only
-        **checked_fields(epoch=epoch, step=step, loss=loss, metrics=metrics, notes=notes),
+        **checked_fields(
+            epoch=epoch, step=step, loss=loss, metrics=metrics, notes=notes, monitor=monitor
+        ),
     }
     if fmt == "safetensors":
         held = [n for n, s in (("optimizer", optimizer_state), ("scheduler", scheduler_state)) if s]
@@ -158,11 +161,14 @@ def save_model(
     loss: float | torch.Tensor | None = None,
     metrics: Mapping[str, Any] | None = None,
     notes: str | None = None,
+    monitor: tuple[str, str] | None = None,
 ) -> SavedCheckpoint:
     """Save ``model`` (a ``VideoInterpreter``, possibly wrapped by DDP or torch.compile) with its
     spec and metadata; with ``optimizer``/``scheduler`` (``.pth`` only) also their states and
     the RNG states, so ``resume`` continues training bit-identically.
 
+    ``monitor`` (``(metric, "max" | "min")``) records which metric ranks this model and in
+    which direction, so a ``ModelStore`` can choose its best model from the files alone.
     The write is atomic and hashed: the returned ``sha256`` is of the bytes written.
     """
     path = Path(path)
@@ -187,4 +193,5 @@ def save_model(
         loss=loss,
         metrics=metrics,
         notes=notes,
+        monitor=monitor,
     )

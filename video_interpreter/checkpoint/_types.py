@@ -52,7 +52,7 @@ class CheckpointMetadata:
     name: str | None = None
     version: str | None = None
     fingerprint: str | None = None
-    spec: Mapping[str, Any] | None = None
+    spec: Mapping[str, Any] | None = field(default=None, repr=False)
     created: str | None = None
     package_version: str | None = None
     torch_version: str | None = None
@@ -61,6 +61,7 @@ class CheckpointMetadata:
     loss: float | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     notes: str | None = None
+    monitor: tuple[str, str] | None = None  # (metric, "max" | "min") that ranks the model
     has_optimizer: bool = False
     has_scheduler: bool = False
     has_rng_state: bool = False
@@ -75,12 +76,13 @@ class CheckpointMetadata:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["path"] = str(self.path)
         out["metrics"] = dict(self.metrics)
+        out["monitor"] = list(self.monitor) if self.monitor is not None else None
         out["spec"] = dict(self.spec) if self.spec is not None else None
         out["training_state"] = list(self.training_state)
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Checkpoint:
     """A checkpoint read into memory (tensors memory-mapped where the format allows).
 
@@ -118,3 +120,18 @@ class Checkpoint:
     @property
     def notes(self) -> str | None:
         return self.metadata.notes
+
+    def __repr__(self) -> str:
+        # Short: the default would print every tensor (tens of thousands of lines).
+        meta = self.metadata
+        parts = [f"{str(meta.path)!r}", f"{meta.format}", f"kind={meta.kind!r}"]
+        if meta.name is not None:
+            parts.append(f"architecture='{meta.name}/{meta.version}'")
+        parts.append(f"tensors={len(self.state_dict)} ({meta.tensor_bytes} bytes)")
+        for name in ("epoch", "step", "loss"):
+            value = getattr(meta, name)
+            if value is not None:
+                parts.append(f"{name}={value!r}")
+        if meta.training_state:
+            parts.append(f"training_state={meta.training_state!r}")
+        return f"Checkpoint({', '.join(parts)})"

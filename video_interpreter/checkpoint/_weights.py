@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import BuildError, CheckpointError
+from ..errors import BuildError, CheckpointError, RegistryError
 from ..layers import get_init
 from ..model import initializer_for
 from ..spec import ArchitectureSpec
+from ..zoo import convert_state_dict, known_key_maps
 from ._read import read_checkpoint
-from ._report import LoadError, LoadReport, ShapeMismatch, spec_diff
+from ._report import DtypeMismatch, LoadError, LoadReport, ShapeMismatch, spec_diff
 from ._types import Checkpoint
 
 __all__ = ["KeyMap", "WeightsSource", "apply_weights", "load_weights", "unwrap_model"]
@@ -90,6 +91,42 @@ def _resolve_source(
             f"e.g. {bad[0]!r}"
         )
     return dict(state), None, "state dict"
+
+
+def _foreign_hint(
+    state: Mapping[str, torch.Tensor],
+    model_state: Mapping[str, torch.Tensor],
+    source_spec: ArchitectureSpec | None,
+) -> str:
+    """When a state dict that does not fit is another library's (its keys follow one of the
+    zoo's key maps), say how to import it."""
+    if source_spec is not None or not state:
+        return ""
+    candidates: list[tuple[int, str]] = []
+    for architecture in known_key_maps("torchvision"):
+        try:
+            mapped = convert_state_dict(architecture, state, "torchvision")
+        except (CheckpointError, RegistryError):
+            continue  # some key follows none of this map's rules
+        if not mapped.renamed:
+            continue
+        fits = sum(
+            1
+            for key, tensor in mapped.state_dict.items()
+            if key in model_state and model_state[key].shape == tensor.shape
+        )
+        candidates.append((fits, architecture))
+    if not candidates:
+        return ""
+    best = max(fits for fits, _ in candidates)
+    names = sorted(name for fits, name in candidates if fits == best)
+    arch = names[0] if len(names) == 1 else "ARCH"
+    which = names[0] if len(names) == 1 else f"one of {', '.join(names)}"
+    return (
+        f"the keys are those of a torchvision {which} state dict: import it with "
+        f"`video-interpreter convert --from torchvision {arch} IN OUT` "
+        "(video_interpreter.checkpoint.import_state_dict)"
+    )
 
 
 def _strip_prefixes(
@@ -245,9 +282,11 @@ def load_weights(
     keys to initialise afresh instead of loading (e.g. ``["heads.action.*"]`` for a new class
     count); ``key_map`` renames source keys (a mapping, or a function returning the new key or
     None to drop it); ``inflate`` (True, or glob patterns) inflates 2D conv weights to 3D.
-    A source whose architecture fingerprint differs from the model's is refused with a diff of
-    the two specs unless a change is declared (``reinit``, ``inflate`` or
-    ``allow_spec_change=True``).
+    Dtypes are checked like shapes: a floating-point tensor is cast to the model's floating
+    dtype and the report lists the cast; any other difference (an integer tensor for a float
+    weight, a float step counter) is a mismatch. A source whose architecture fingerprint
+    differs from the model's is refused with a diff of the two specs unless
+    ``allow_spec_change=True``, whatever ``reinit`` or ``inflate`` say.
     """
     return apply_weights(
         model,
@@ -288,13 +327,16 @@ def apply_weights(
     diff = None
     if source_spec and target_spec and source_spec.fingerprint != target_spec.fingerprint:
         diff = spec_diff(source_spec, target_spec)
-        if not (allow_spec_change or patterns or inflate_patterns):
+        # reinit and inflate say which tensors to treat differently, not that the architecture
+        # may differ: only allow_spec_change says that.
+        if not allow_spec_change:
             raise CheckpointError(
                 f"{label} holds architecture {source_spec.fingerprint[:12]} "
                 f"({source_spec.name}/{source_spec.version}); the model is "
                 f"{target_spec.fingerprint[:12]} ({target_label}): refusing to load weights of "
-                f"a different architecture. Spec diff:\n{diff}\nDeclare an intended change "
-                "with reinit=[...] (e.g. a new head) or allow_spec_change=True"
+                f"a different architecture. Spec diff:\n{diff}\nIf the change is intended (e.g. "
+                "a new head), pass allow_spec_change=True, with reinit=[...] for the tensors "
+                "the change replaces"
             )
     model_state = target.state_dict()
     state, notes = _strip_prefixes(state, list(model_state))
@@ -306,9 +348,17 @@ def apply_weights(
                 f"reinit pattern {pattern!r} matches no key of the model (keys look like {sample})"
             )
 
+    # A model rebuilt from the checkpoint (load_model) takes the source's floating dtype when
+    # the source has one; a source mixing several is cast to the model's, so one model never
+    # mixes float64 and float32 weights (a forward would fail).
+    floating = {t.dtype for t in state.values() if t.is_floating_point()}
+    adopt_dtype = keep_source_dtype and len(floating) <= 1
     loaded: list[str] = []
     missing: list[str] = []
     mismatched: list[ShapeMismatch] = []
+    dtype_mismatched: list[DtypeMismatch] = []
+    cast: list[str] = []
+    dtypes: dict[str, tuple[str, str]] = {}
     fresh: list[str] = []
     inflated: list[str] = []
     shapes: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
@@ -320,13 +370,22 @@ def apply_weights(
             fresh.append(key)
         elif have is None:
             missing.append(key)
-        elif have.shape == want.shape:
+        elif have.dtype != want.dtype and not (
+            have.is_floating_point() and want.is_floating_point()
+        ):
+            dtype_mismatched.append(DtypeMismatch(key, str(have.dtype), str(want.dtype)))
+        elif have.shape == want.shape or (
+            _matches(key, inflate_patterns) and _inflatable(have, want)
+        ):
+            if have.shape != want.shape:
+                have = _inflate(have, want.shape[2])
+                inflated.append(key)
+            if have.dtype != want.dtype and not adopt_dtype:
+                cast.append(key)
+                dtypes[key] = (str(have.dtype), str(want.dtype))
+                have = have.to(want.dtype)
             to_load[key] = have
             loaded.append(key)
-        elif _matches(key, inflate_patterns) and _inflatable(have, want):
-            to_load[key] = _inflate(have, want.shape[2])
-            loaded.append(key)
-            inflated.append(key)
         else:
             mismatched.append(ShapeMismatch(key, tuple(have.shape), tuple(want.shape)))
     unexpected: list[str] = []
@@ -346,6 +405,9 @@ def apply_weights(
         missing=tuple(missing),
         unexpected=tuple(unexpected),
         mismatched=tuple(mismatched),
+        dtype_mismatched=tuple(dtype_mismatched),
+        cast=tuple(cast),
+        dtypes=dtypes,
         reinitialized=tuple(fresh),
         remapped=remapped,
         dropped=tuple(dropped),
@@ -355,8 +417,8 @@ def apply_weights(
         spec_diff=diff,
     )
     if strict and not report.ok:
-        raise LoadError(report, _HINT)
-    unfilled = len(missing) + len(mismatched)
+        raise LoadError(report, _HINT, headline=_foreign_hint(state, model_state, source_spec))
+    unfilled = len(missing) + len(mismatched) + len(dtype_mismatched)
     if unfilled and any(t.is_meta for t in model_state.values()):
         spec = _spec_of(target)
         scheme = spec.init if spec is not None else "torch"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,12 +83,24 @@ def register(commands: Any) -> None:
     readme.set_defaults(handler=_readme)
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> ModelStore:
-    return ModelStore(args.root, create=create)
+def _open(args: argparse.Namespace) -> ModelStore:
+    # Every command here works on a store that exists: none creates one.
+    return ModelStore(args.root, create=False)
 
 
 def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, allow_nan=True))
+    # Strict JSON: a non-finite number (only in registries written by older versions) is null.
+    print(json.dumps(_finite(value), indent=2, allow_nan=False))
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _size(size: int) -> str:
@@ -201,13 +214,16 @@ def _pin(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    store = _open(args, create=True)
+    store = _open(args)  # a mistyped --root is an error, not a new empty store
     report = store.sync(accept_changed=args.accept_changed)
     if args.json:
         _print_json(report.to_dict())
     else:
         changes = report.to_dict()
         problems = changes.pop("problems")
+        rebuilt = changes.pop("rebuilt")
+        if rebuilt:
+            print(f"registry  {rebuilt}")
         for what, files in changes.items():
             for file in files:
                 print(f"{what.replace('_', ' ')}  {file}")

@@ -9,7 +9,7 @@ into one self-describing directory (torch.distributed.checkpoint, written atomic
 included; ``consolidate`` turns it into one single-file checkpoint::
 
     dist.init_process_group("nccl")                      # torchrun --nproc-per-node 8 train.py
-    torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    torch.cuda.set_device(int(os.environ["LOCAL_RANK"])) # with GPUs; "gloo" and no device on CPUs
     model = shard_model("configs/v1.yaml")               # FSDP2, one unit per block
     optimizer = torch.optim.AdamW(model.parameters())
     ...

@@ -21,6 +21,7 @@ from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_state_dict,
     set_model_state_dict,
+    set_optimizer_state_dict,
     set_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule
@@ -135,8 +136,17 @@ def load_sharded(
             logger.warning("%s: not in the checkpoint, left as they are: %s", root, skipped)
         model_tensors = {k: t for k, t in model_tensors.items() if k in shared}
     targets: dict[str, torch.Tensor] = dict(model_tensors)
+    stateless: list[str] = []
     if optimizer is not None:
         _, optim_tensors = split_state(optim_state or {}, "optimizer")
+        stateless = _parameters_without_saved_state(state["optimizer"], optim_state)
+        if stateless:
+            # Parameters that never had a gradient before the save have no optimizer state in
+            # the checkpoint, while get_state_dict gave every parameter of the receiving
+            # optimizer some: they are left without state, as in the run that saved.
+            prefixes = tuple(f"optimizer/state/{name}/" for name in stateless)
+            optim_tensors = {k: t for k, t in optim_tensors.items() if not k.startswith(prefixes)}
+            logger.info("%s: no optimizer state saved for %s", root, ", ".join(stateless))
         check_keys(
             f"{type(optimizer).__name__} optimizer (saved: {metadata.optimizer})",
             tensor_keys(state["optimizer"]),
@@ -167,7 +177,18 @@ def load_sharded(
     read_tensors(root, targets, index, ranks)
 
     options = StateDictOptions(strict=strict)
-    if optimizer is not None:
+    if optimizer is not None and stateless:
+        # The keys were checked above; torch's own check would refuse the stateless ones.
+        set_model_state_dict(model, model_state, options=options)
+        set_optimizer_state_dict(
+            model,
+            optimizer,
+            join_state(state["optimizer"], targets, like=optim_state),
+            options=StateDictOptions(strict=False),
+        )
+        for parameter in _named_parameters(model, stateless):
+            optimizer.state.pop(parameter, None)  # as the optimizer that saved had it
+    elif optimizer is not None:
         loaded_optim = join_state(state["optimizer"], targets, like=optim_state)
         set_state_dict(
             model,
@@ -186,6 +207,21 @@ def load_sharded(
         restore_rng(targets, ranks.rank, str(root))
     logger.info("loaded %s (%d ranks) on %d ranks", root, metadata.world_size, ranks.world_size)
     return metadata
+
+
+def _named_parameters(model: nn.Module, names: list[str]) -> list[nn.Parameter]:
+    wanted = set(names)
+    return [p for name, p in model.named_parameters() if name in wanted]
+
+
+def _parameters_without_saved_state(saved: Any, receiving: Any) -> list[str]:
+    """Parameters the receiving optimizer state has an entry for and the saved one has none
+    (per-parameter state keyed by name, as ``get_state_dict`` gives it)."""
+    saved_state = saved.get("state") if isinstance(saved, Mapping) else None
+    own_state = receiving.get("state") if isinstance(receiving, Mapping) else None
+    if not isinstance(saved_state, Mapping) or not isinstance(own_state, Mapping):
+        return []
+    return sorted(str(name) for name in own_state if name not in saved_state)
 
 
 def _load_whole_into_shards(

@@ -3,7 +3,7 @@
 ``fcntl.flock`` on a lock file in the store: the kernel releases it when the holder exits, even
 when it is killed, so a crashed save never leaves the store locked. It is re-entrant within one
 ``StoreLock`` object (a save that calls a helper that also locks does not deadlock itself).
-POSIX only, like the rest of the store's guarantees (atomic ``os.replace``, hard links).
+POSIX only, like the rest of the store's guarantees (atomic ``os.replace``, fsync'ed folders).
 """
 
 from __future__ import annotations
@@ -47,7 +47,13 @@ class StoreLock:
             self._fd = None
 
     def _acquire(self) -> int:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot lock the store: {self.path}: {exc.strerror or exc} (changing a store "
+                "needs write access to its directory; listing and verifying do not)"
+            ) from exc
         deadline = time.monotonic() + self.timeout
         delay = 0.005
         while True:

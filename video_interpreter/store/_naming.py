@@ -4,7 +4,7 @@ Three kinds of file live in a store, all ending in ``.pth``::
 
     {name}_{version}_{metric}_{value}.pth     a saved model   video_interpreter_v1_acc_0.95.pth
     {name}_{version}_epoch_{epoch:04d}.pth    a training checkpoint   ..._v1_epoch_0012.pth
-    {name}_{version}_best.pth                 the best model (a hard link to, or copy of, one
+    {name}_{version}_best.pth                 the best model (an independent copy of one
                                               saved model)
 
 A second file that would take a name already in use gets ``-2``, ``-3``... before ``.pth``

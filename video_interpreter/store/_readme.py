@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import stat
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,7 +21,13 @@ ACCURACY_KEYS = ("acc", "accuracy", "val_acc", "top1", "top1_acc", "acc1")
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|") or " "
+    """``text`` as one table cell: on one line, and with nothing that could end the cell
+    (``|``), open HTML or a comment (``<``, ``>``: a note holding the end marker would
+    otherwise end the generated region), or an entity (``&``)."""
+    text = " ".join(text.split())
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "&#124;")):
+        text = text.replace(char, entity)
+    return text.replace("\\", "&#92;") or " "
 
 
 def _accuracy(entry: Entry) -> str:
@@ -56,7 +63,8 @@ def render_table(entries: Iterable[Entry]) -> str:
 
 def replace_table(text: str, table: str, *, where: str = "README") -> str:
     """``text`` with everything between the markers replaced by ``table``."""
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    start = text.find(START_MARKER)
+    end = text.find(END_MARKER, max(start, 0))
     if start < 0 or end < 0 or end < start:
         raise StoreError(
             f"{where} has no {START_MARKER} ... {END_MARKER} pair; put the two markers, in that "
@@ -66,10 +74,18 @@ def replace_table(text: str, table: str, *, where: str = "README") -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``, keeping the file
+    mode ``path`` had (a new file gets the usual mode, 0666 less the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()

@@ -13,17 +13,27 @@ instead of failing or losing rows.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
 from ..errors import StoreError
 
-__all__ = ["BestRecord", "Entry", "EntryKind", "Mode", "Registry", "RegistryRow"]
+__all__ = [
+    "BestRecord",
+    "Entry",
+    "EntryKind",
+    "Mode",
+    "Registry",
+    "RegistryRow",
+    "UnusableRegistryError",
+]
 
 EntryKind = Literal["model", "checkpoint"]
 Mode = Literal["max", "min"]
@@ -79,6 +89,10 @@ _COLUMNS = (
 )
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class Entry:
     """One file in the store, as the registry records it.
@@ -121,7 +135,8 @@ class Entry:
         return self.best_by is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (``path`` as a string)."""
+        """Plain JSON-ready values (``path`` as a string; a non-finite number, which JSON
+        cannot hold, as None)."""
         return {
             "file": self.file,
             "path": str(self.path),
@@ -129,11 +144,11 @@ class Entry:
             "name": self.name,
             "version": self.version,
             "metric": self.metric,
-            "value": self.value,
-            "metrics": dict(self.metrics),
+            "value": _finite(self.value),
+            "metrics": {key: _finite(value) for key, value in self.metrics.items()},
             "epoch": self.epoch,
             "step": self.step,
-            "loss": self.loss,
+            "loss": _finite(self.loss),
             "created": self.created,
             "sha256": self.sha256,
             "size_bytes": self.size_bytes,
@@ -203,36 +218,87 @@ class BestRecord:
         return value > than if self.mode == "max" else value < than
 
 
+class UnusableRegistryError(StoreError):
+    """The registry file is missing or damaged: ``ModelStore.sync`` rebuilds it."""
+
+
+# sqlite3's reactions to a file that is not (or no longer) a whole registry.
+_DAMAGE = ("not a database", "malformed", "no such table", "no such column", "file is empty")
+
+
 @dataclass
 class Registry:
-    """The SQLite database at ``path`` (created with its tables on first use)."""
+    """The SQLite database at ``path``; ``create`` makes it, ``connect`` only opens it."""
 
     path: Path
     root: Path
     timeout: float = 60.0
-    _ready: bool = field(default=False, repr=False)
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def _hint(self) -> str:
+        return (
+            f"`video-interpreter models sync --root {self.root}` (ModelStore.sync()) rebuilds it "
+            "from the files' embedded metadata"
+        )
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if type(exc) is sqlite3.DatabaseError or any(mark in text for mark in _DAMAGE):
+            return UnusableRegistryError(
+                f"the registry {self.path} is damaged ({text}); {self._hint()}"
+            )
+        return StoreError(f"registry {self.path}: {text}")
+
+    def create(self) -> None:
+        """Make a new registry file with its tables (the caller holds the store's lock)."""
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the registry {self.path}: {exc}") from exc
+            raise StoreError(f"cannot create the registry {self.path}: {exc}") from exc
         try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            if not self._ready:
-                self._create(conn)
-            yield conn
+            # WAL lets readers go on while one process writes; a property of the file, set once.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"registry {self.path}: {exc}") from exc
+            raise StoreError(f"cannot create the registry {self.path}: {exc}") from exc
         finally:
             conn.close()
 
-    def _create(self, conn: sqlite3.Connection) -> None:
-        # WAL lets readers go on while one process writes; it is a property of the file, set once.
-        conn.execute("PRAGMA journal_mode = WAL")
+    def _open(self) -> sqlite3.Connection:
+        """An existing registry, never creating a file. In a directory this process cannot
+        write (a read-only mount or folder), read-only and, when SQLite cannot make its
+        shared-memory file there, as an immutable file (nobody can be writing it)."""
+        if not self.exists():
+            raise UnusableRegistryError(f"the registry {self.path} is missing; {self._hint()}")
+        uri = self.path.resolve().as_uri()
+        if os.access(self.path.parent, os.W_OK):
+            return sqlite3.connect(
+                f"{uri}?mode=rw", uri=True, timeout=self.timeout, isolation_level=None
+            )
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, timeout=self.timeout, isolation_level=None
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        return sqlite3.connect(
+            f"{uri}?mode=ro&immutable=1", uri=True, timeout=self.timeout, isolation_level=None
+        )
+
+    def _check(self, conn: sqlite3.Connection) -> None:
         found = conn.execute("PRAGMA user_version").fetchone()[0]
         if found > _SCHEMA_VERSION:
             raise StoreError(
@@ -240,17 +306,30 @@ class Registry:
                 f"{_SCHEMA_VERSION}; upgrade video_interpreter, or run `video-interpreter models "
                 "sync` with a fresh registry file"
             )
-        conn.execute("BEGIN IMMEDIATE")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"entries", "best"} <= tables:
+            raise UnusableRegistryError(
+                f"the registry {self.path} is damaged (its tables are missing); {self._hint()}"
+            )
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the existing registry; ``UnusableRegistryError`` (a ``StoreError``
+        saying how to rebuild it) when the file is missing or damaged."""
         try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        self._ready = True
+            conn = self._open()
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._check(conn)
+            yield conn
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        finally:
+            conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -2,9 +2,12 @@
 and a registry; the last stage of the flow (it saves and loads through ``checkpoint``).
 
 Every operation that changes the store runs under one inter-process file lock and in this order:
-write the file atomically (``save_model``), record it in one SQLite transaction, then point the
-``_best`` link at it. A process killed between two steps leaves complete files and a registry
-that ``verify`` explains and ``sync`` repairs; it never leaves a torn file or a half-written row.
+write the file atomically (``save_model``, the ranking rule embedded), record it in one SQLite
+transaction, then copy it to ``_best``. A process killed between two steps leaves complete files
+and a registry that ``verify`` explains and ``sync`` repairs; it never leaves a torn file or a
+half-written row. The registry is an index of the files: when it is missing or damaged, every
+operation says so and ``sync`` rebuilds it from them. Reading (``list``, ``verify``...) never
+writes, so a read-only store can be listed and verified.
 Because every writer holds the lock while it writes, whatever half-written file a reader finds
 under the lock belongs to a process that died, and ``sync`` may delete it.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import fcntl
 import logging
 import math
 import os
@@ -50,9 +54,18 @@ from ._naming import (
     with_duplicate,
 )
 from ._readme import END_MARKER, START_MARKER, render_table, replace_table, write_atomically
-from ._registry import BestRecord, Entry, EntryKind, Mode, Registry, RegistryRow
+from ._registry import (
+    BestRecord,
+    Entry,
+    EntryKind,
+    Mode,
+    Registry,
+    RegistryRow,
+    UnusableRegistryError,
+)
 
 __all__ = [
+    "DAMAGED_REGISTRY",
     "DEFAULT_ROOT",
     "LOCK_FILE",
     "REGISTRY_FILE",
@@ -68,9 +81,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_ROOT = Path("models/saved_models")
 REGISTRY_FILE = "registry.sqlite"
 LOCK_FILE = ".store.lock"
-_OWN_FILES = frozenset(
-    {REGISTRY_FILE, f"{REGISTRY_FILE}-wal", f"{REGISTRY_FILE}-shm", f"{REGISTRY_FILE}-journal"}
-)
+_SIDE_FILES = (f"{REGISTRY_FILE}-wal", f"{REGISTRY_FILE}-shm", f"{REGISTRY_FILE}-journal")
+DAMAGED_REGISTRY = f"{REGISTRY_FILE}.damaged"  # where sync moves a registry it cannot read
+_OWN_FILES = frozenset({REGISTRY_FILE, DAMAGED_REGISTRY, *_SIDE_FILES})
 _TEMP_MARK = ".tmp"  # a file name containing this is a write that never finished
 _MODES = ("max", "min")
 
@@ -115,9 +128,11 @@ class SyncReport:
     relinked: list[str] = field(default_factory=list)
     deleted_leftovers: list[str] = field(default_factory=list)
     problems: list[StoreProblem] = field(default_factory=list)
+    rebuilt: str | None = None  # why the registry was rebuilt from the files, when it was
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "rebuilt": self.rebuilt,
             "adopted": self.adopted,
             "removed": self.removed,
             "updated": self.updated,
@@ -133,6 +148,8 @@ def _now() -> str:
 
 
 def _metrics(metrics: Mapping[str, object] | None) -> dict[str, float]:
+    """The caller's metrics as finite floats: the registry ranks, tables and prints them as
+    JSON, and NaN or infinity can do none of that."""
     out: dict[str, float] = {}
     for key, value in (metrics or {}).items():
         if not isinstance(key, str) or not key:
@@ -140,20 +157,37 @@ def _metrics(metrics: Mapping[str, object] | None) -> dict[str, float]:
         try:
             if isinstance(value, bool):
                 raise TypeError("a bool is not a metric")
-            out[key] = float(value)  # type: ignore[arg-type]  # numbers and 0-d tensors
-        except (TypeError, ValueError) as exc:
+            number = float(value)  # type: ignore[arg-type]  # numbers and 0-d tensors
+        except (TypeError, ValueError, OverflowError) as exc:
             raise StoreError(
-                f"metric {key!r} is {value!r}; metrics must be numbers ({exc})"
+                f"metric {key!r} is {_short(value)}; metrics must be numbers ({exc})"
             ) from exc
+        if not math.isfinite(number):
+            raise StoreError(
+                f"metric {key!r} is {number}; the store records only finite metrics (a "
+                "non-finite value cannot be ranked, tabled or written as JSON): leave it out, "
+                "or record it elsewhere"
+            )
+        out[key] = number
     return out
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def _numbers(metrics: Mapping[str, object]) -> dict[str, float]:
-    """The numeric metrics a file's metadata holds (others cannot rank or be tabled)."""
+    """The finite numeric metrics a file's metadata holds (others cannot rank or be tabled)."""
     out: dict[str, float] = {}
     for key, value in metrics.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
-            out[str(key)] = float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                continue
+            if math.isfinite(number):
+                out[str(key)] = number
     return out
 
 
@@ -209,23 +243,29 @@ class ModelStore:
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
+            if self.root.exists():
+                raise StoreError(f"{self.root} is not a directory; pass the store's directory")
             if not create:
                 raise StoreError(
                     f"no model store at {self.root}; save a model there first, or pass the "
                     "store's directory (--root)"
                 )
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the model store {self.root}: {exc.strerror or exc}"
+                ) from exc
         self.registry_path = self.root / REGISTRY_FILE
         self.registry = Registry(self.registry_path, self.root)
         self._lock = StoreLock(self.root / LOCK_FILE, timeout=lock_timeout)
-        if not self.registry_path.exists():
-            if not create:
-                raise StoreError(
-                    f"{self.root} has no registry ({REGISTRY_FILE}); run `video-interpreter "
-                    f"models sync --root {self.root}` to build it from the files"
-                )
-            with self._lock, self.registry.connect():
-                pass  # creates the tables, once, while no other process can race us
+        # A new store gets its registry now. A store whose registry is gone keeps its files
+        # and gets none: an empty registry would forget them and their best model, so every
+        # operation but ``sync`` (which rebuilds it from the files) says so instead.
+        if create and not self.registry.exists() and not self._store_files():
+            with self._lock:
+                if not self.registry.exists():
+                    self.registry.create()
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
@@ -375,12 +415,12 @@ class ModelStore:
         metrics: dict[str, float],
         **fields: Any,
     ) -> Entry:
-        """Under the lock: file, then row (and best pointer) in one transaction, then link."""
+        """Under the lock: file, then row (and best pointer) in one transaction, then copy."""
         with self.registry.connect() as conn:
             taken = self.registry.files(conn)
         file = self._free_name(base, on_conflict, taken)
         path = self.root / file
-        saved = save_model(model, path, metrics=metrics, **fields)
+        saved = save_model(model, path, metrics=metrics, monitor=monitor, **fields)
         row = self._row(file, read_metadata(path), saved.sha256, saved.size_bytes)
         spec = _spec_of(model)
         new_best: BestRecord | None = None
@@ -446,21 +486,24 @@ class ModelStore:
         return self.root / best_name(name, version)
 
     def _link_best(self, record: BestRecord) -> None:
-        """Point ``{name}_{version}_best.pth`` at ``record.file``."""
-        _link_or_copy(self.root / record.file, self.best_path(record.name, record.version))
+        """Make ``{name}_{version}_best.pth`` a copy of ``record.file``."""
+        target = self.best_path(record.name, record.version)
+        try:
+            _copy_file(self.root / record.file, target)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot copy the best model {record.file} to {target.name}: {exc}; the "
+                "registry records it as the best, and `sync` makes the copy once it can"
+            ) from exc
 
     def _repair_best_link(self, name: str, version: str) -> None:
-        """Re-point a best link left stale by a save killed after its commit (cheap check)."""
+        """Re-copy a best file left stale by a save killed after its commit. The copy carries
+        its source's size and modification time, so checking it costs no read."""
         with self.registry.connect() as conn:
             record = self.registry.best_record(conn, name, version)
         if record is None or not (self.root / record.file).exists():
             return
-        target = self.best_path(name, version)
-        try:
-            linked = os.path.samefile(target, self.root / record.file)
-        except OSError:
-            linked = False
-        if not linked:  # (always so where links fall back to copies: one extra copy per save)
+        if not _same_copy(self.best_path(name, version), self.root / record.file):
             self._link_best(record)
 
     def best(self, name: str | None = None, version: str | None = None) -> Entry:
@@ -682,6 +725,10 @@ class ModelStore:
         return PruneResult(tuple(removed), tuple(kept), dry_run)
 
     # -- consistency --------------------------------------------------------------------------
+    def _store_files(self) -> builtins.list[str]:
+        """The files in the directory that follow the store's naming convention."""
+        return [f for f in self._scan() if _TEMP_MARK not in f and parse_name(f) is not None]
+
     def _scan(self) -> builtins.list[str]:
         return sorted(
             p.name
@@ -708,7 +755,16 @@ class ModelStore:
             source = recorded.get(record.file)
             path = self.root / link
             if not path.is_file():
-                problems.append(StoreProblem("best", link, "the best model's link is missing"))
+                problems.append(StoreProblem("best", link, "the best model's copy is missing"))
+            elif source is not None and _same_inode(path, source.path):
+                problems.append(
+                    StoreProblem(
+                        "best",
+                        link,
+                        f"a hard link to {record.file}, not a copy: damage to one is damage "
+                        "to both; sync replaces it with an independent copy",
+                    )
+                )
             elif source is not None and source.path.is_file():
                 same = (
                     sha256_file(path) == source.sha256
@@ -718,7 +774,10 @@ class ModelStore:
                 if not same:
                     problems.append(
                         StoreProblem(
-                            "best", link, f"does not hold {record.file}, the recorded best"
+                            "best",
+                            link,
+                            f"does not hold the bytes of {record.file}, the recorded best; "
+                            "sync copies them again",
                         )
                     )
         for file in self._scan():
@@ -738,7 +797,10 @@ class ModelStore:
                 f"size {size} bytes, recorded {entry.size_bytes}: changed since it was saved",
             )
         if hashes:
-            actual = sha256_file(entry.path)
+            try:
+                actual = sha256_file(entry.path)
+            except CheckpointError as exc:
+                return StoreProblem("unreadable", entry.file, str(exc))
             if actual != entry.sha256:
                 return StoreProblem(
                     "changed",
@@ -758,7 +820,7 @@ class ModelStore:
             return StoreProblem("unknown", file, "not a store file name; the store leaves it alone")
         if parsed.kind == "best":
             return StoreProblem(
-                "untracked", file, "a best link no record points to; sync re-attaches it"
+                "untracked", file, "a best copy no record points to; sync re-attaches it"
             )
         return StoreProblem(
             "untracked", file, "a store file the registry does not record; sync adopts it"
@@ -767,14 +829,17 @@ class ModelStore:
     def sync(self, *, accept_changed: bool = False) -> SyncReport:
         """Reconcile the registry with the files, which are the source of truth.
 
-        Adopts store files the registry lacks (from their embedded metadata), drops records of
-        deleted files (restoring a deleted best model from its ``_best`` link first), deletes
-        leftovers of interrupted writes, re-chooses each best model and re-points its link.
-        A file whose bytes changed since it was recorded stays refused (reported in
-        ``problems``) unless ``accept_changed``, which re-records it as it now is.
+        Rebuilds a missing or damaged registry from the files (``report.rebuilt`` says so),
+        adopts store files the registry lacks (from their embedded metadata), drops records of
+        deleted files, restores a deleted or damaged best model from its ``_best`` copy,
+        deletes leftovers of interrupted writes, re-chooses each best model (by the rule the
+        registry or the files record) and copies it again to ``_best``. Any other file whose
+        bytes changed since it was recorded stays refused (reported in ``problems``) unless
+        ``accept_changed``, which re-records it as it now is.
         """
         report = SyncReport()
         with self._lock:
+            report.rebuilt = self._rebuild_registry_if_unusable()
             files = self._scan()
             for file in files:
                 if _TEMP_MARK in file:
@@ -792,8 +857,10 @@ class ModelStore:
                     self._sync_missing(entry, records, report)
                 else:
                     problem = self._check_entry(entry, hashes=True)
-                    if problem is not None:
+                    if problem is not None and not self._restore_from_best(entry, records):
                         self._sync_changed(entry, problem, accept_changed, report)
+                    elif problem is not None:
+                        report.restored.append(entry.file)
             adopt = [
                 f
                 for f, parsed in links.items()
@@ -804,18 +871,46 @@ class ModelStore:
             _fsync_dir(self.root)
         return report
 
+    def _rebuild_registry_if_unusable(self) -> str | None:
+        """Replace a missing or damaged registry by an empty one, which ``sync`` then fills
+        from the files; a damaged file is kept as ``registry.sqlite.damaged``. Returns what
+        was done (None when the registry was fine)."""
+        try:
+            with self.registry.connect():
+                return None
+        except UnusableRegistryError as exc:
+            reason = str(exc).split(";", 1)[0]
+        kept = ""
+        if self.registry.exists():
+            os.replace(self.registry_path, self.root / DAMAGED_REGISTRY)
+            kept = f" (the damaged file is kept as {DAMAGED_REGISTRY})"
+        for side in _SIDE_FILES:  # journals of the old file must not be applied to the new one
+            (self.root / side).unlink(missing_ok=True)
+        self.registry.create()
+        logger.warning("%s; rebuilding it from the files in %s", reason, self.root)
+        return (
+            f"{reason}{kept}: rebuilt it from the files' embedded metadata (pins, which only "
+            "the registry held, are gone: pin those files again)"
+        )
+
+    def _restore_from_best(
+        self, entry: Entry, records: Mapping[tuple[str, str], BestRecord]
+    ) -> bool:
+        """Put back a recorded best model that was deleted or damaged from its best copy, when
+        that copy still holds the recorded bytes."""
+        record = records.get((entry.name, entry.version))
+        copy = self.best_path(entry.name, entry.version)
+        if record is None or record.file != entry.file or not copy.is_file():
+            return False
+        if _same_inode(copy, entry.path) or sha256_file(copy) != entry.sha256:
+            return False
+        _copy_file(copy, entry.path)
+        return True
+
     def _sync_missing(
         self, entry: Entry, records: Mapping[tuple[str, str], BestRecord], report: SyncReport
     ) -> None:
-        record = records.get((entry.name, entry.version))
-        link = self.best_path(entry.name, entry.version)
-        if (
-            record is not None
-            and record.file == entry.file
-            and link.is_file()
-            and sha256_file(link) == entry.sha256
-        ):
-            _link_or_copy(link, entry.path)
+        if self._restore_from_best(entry, records):
             report.restored.append(entry.file)
             return
         with self.registry.transaction() as conn:
@@ -886,9 +981,20 @@ class ModelStore:
             holder = self._link_holder(link, group) if link in best_links else None
             if record is not None:
                 rule = (record.metric, record.mode)
-            elif holder is not None:
-                rule = self._infer_rule(holder, group)
+            else:
+                rule = self._embedded_rule(group)
+                if rule is None and holder is not None:
+                    rule = self._infer_rule(holder, group)
             if rule is None:
+                report.problems.append(
+                    StoreProblem(
+                        "best",
+                        link,
+                        f"no best model chosen for {name} {version}: its files do not record "
+                        "which metric ranks them, or in which direction; choose with "
+                        "store.set_monitor(name, version, metric=..., mode=...)",
+                    )
+                )
                 continue
             with self.registry.transaction() as conn:
                 chosen = self._choose_best(
@@ -897,7 +1003,11 @@ class ModelStore:
                 conn.execute("DELETE FROM best WHERE name = ? AND version = ?", (name, version))
                 if chosen is not None:
                     self.registry.set_best(conn, chosen)
-            if chosen is not None and (holder is None or holder.file != chosen.file):
+            if chosen is not None and (
+                holder is None
+                or holder.file != chosen.file
+                or _same_inode(self.root / link, holder.path)  # an older store's hard link
+            ):
                 self._link_best(chosen)
                 report.relinked.append(link)
         with self.registry.connect() as conn:
@@ -907,7 +1017,7 @@ class ModelStore:
                 StoreProblem(
                     "untracked",
                     link,
-                    "a best link whose model is not recorded; left in place (it may be the "
+                    "a best copy whose model is not recorded; left in place (it may be the "
                     "only copy of that model)",
                 )
             )
@@ -923,6 +1033,20 @@ class ModelStore:
                 continue
         digest = sha256_file(path)
         return next((e for e in entries if e.kind == "model" and e.sha256 == digest), None)
+
+    @staticmethod
+    def _embedded_rule(entries: Iterable[Entry]) -> tuple[str, Mode] | None:
+        """The ranking rule the most recently saved model file records (``ModelStore.save``
+        writes its metric and direction into every model file)."""
+        models = sorted((e for e in entries if e.kind == "model"), key=lambda e: e.created)
+        for entry in reversed(models):
+            try:
+                monitor = read_metadata(entry.path).monitor
+            except VideoInterpreterError:
+                continue
+            if monitor is not None and monitor[1] in _MODES:
+                return monitor[0], "max" if monitor[1] == "max" else "min"
+        return None
 
     @staticmethod
     def _infer_rule(holder: Entry, entries: Iterable[Entry]) -> tuple[str, Mode] | None:
@@ -944,11 +1068,14 @@ class ModelStore:
         """Regenerate the table between ``<!-- registry:start -->`` and ``<!-- registry:end
         -->`` in ``path`` (a new file gets a heading and the markers)."""
         target = Path(path)
-        if target.exists():
-            text = target.read_text(encoding="utf-8")
-        else:
-            text = f"# Models\n\n{START_MARKER}\n{END_MARKER}\n"
-        write_atomically(target, replace_table(text, self.render_table(), where=str(target)))
+        try:
+            if target.exists():
+                text = target.read_text(encoding="utf-8")
+            else:
+                text = f"# Models\n\n{START_MARKER}\n{END_MARKER}\n"
+            write_atomically(target, replace_table(text, self.render_table(), where=str(target)))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"cannot write the registry table to {target}: {exc}") from exc
         return target
 
 
@@ -956,17 +1083,45 @@ def _matches(entry: Entry, name: str | None, version: str | None) -> bool:
     return (name is None or entry.name == name) and (version is None or entry.version == version)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Make ``target`` hold ``source``'s bytes, atomically: a hard link (no second copy of the
-    weights) or, where links are not supported, a flushed copy; then one ``os.replace``."""
+_FICLONE = 0x40049409  # Linux's ioctl that shares a file's extents (a reflink)
+
+
+def _same_inode(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _same_copy(copy: Path, source: Path) -> bool:
+    """``copy`` was made from ``source`` as it is now (``_copy_file`` gives a copy its
+    source's size and modification time); not a hard link to it."""
+    try:
+        a, b = copy.stat(), source.stat()
+    except OSError:
+        return False
+    return (a.st_ino, a.st_dev) != (b.st_ino, b.st_dev) and (a.st_size, a.st_mtime_ns) == (
+        b.st_size,
+        b.st_mtime_ns,
+    )
+
+
+def _copy_file(source: Path, target: Path) -> None:
+    """Make ``target`` an independent copy of ``source``, atomically: a reflink where the file
+    system shares extents copy-on-write (no second copy of the weights on disk), else a byte
+    copy; flushed, given the source's times, then one ``os.replace``. Never a hard link: damage
+    to one name would be damage to both."""
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}{_TEMP_MARK}"
     try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+            except OSError:
+                shutil.copyfileobj(src, dst, 16 * 1024 * 1024)
+            dst.flush()
+            os.fsync(dst.fileno())
+        stat = source.stat()
+        os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

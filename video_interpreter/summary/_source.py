@@ -84,7 +84,10 @@ def parse_clip_shape(value: Any) -> ClipShape:
 
 
 def _checkpoint_path(source: object) -> str | Path | None:
-    if isinstance(source, str | Path) and Path(source).suffix.lower() in CHECKPOINT_SUFFIXES:
+    if isinstance(source, str | Path) and (
+        Path(source).suffix.lower() in CHECKPOINT_SUFFIXES
+        or (Path(source) / "metadata.json").is_file()  # a sharded checkpoint: the reader says so
+    ):
         return source
     return None
 
