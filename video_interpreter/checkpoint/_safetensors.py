@@ -8,6 +8,7 @@ saving never holds a second copy of the weights in memory.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import struct
@@ -228,4 +229,5 @@ def write_safetensors(
     for _, tensor in ordered:
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         if flat.numel():
-            sink.write(flat.view(torch.uint8).numpy().data)
+            data = flat.view(torch.uint8)  # written in place through a ctypes view: no numpy
+            sink.write((ctypes.c_ubyte * data.numel()).from_address(data.data_ptr()))
