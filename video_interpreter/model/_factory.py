@@ -35,7 +35,7 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         parts = assemble(spec.to_dict(), registry)
     except SpecError as exc:
         raise spec.locate(exc) from None
-    return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
+    return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads, parts.taps)
 
 
 def materialize(
