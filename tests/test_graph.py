@@ -34,12 +34,13 @@ def _problems(path: Path) -> list[str]:
 
 def test_a_two_pathway_graph_runs_with_a_head_on_an_inner_node() -> None:
     model = build_model("tiny_two_pathway").eval()
-    assert isinstance(model.backbone, Graph)
+    graph = model.backbone
+    assert isinstance(graph, Graph)
     assert model.taps == {"motion": "fast"}
     clip_batch = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         out = model(clip_batch)
-        fast = model.backbone.run(clip_batch, keep=["fast"])["fast"]
+        fast = graph.run(clip_batch, keep=["fast"])["fast"]
         assert torch.equal(out["motion"], model.heads["motion"](fast))
         assert torch.equal(out["action"], model.heads["action"](model.features(clip_batch)))
     assert out["action"].shape == (2, 5)
@@ -54,8 +55,10 @@ def test_graph_nodes_are_keyed_by_their_names_and_values_are_dropped_after_their
     assert keys[0] == "backbone.fast.0.weight"
     assert "backbone.lateral.weight" in keys
     assert "backbone.excite.2.weight" in keys
-    assert model.backbone.last_use["fused"] == "gated"
-    kept = model.backbone.run(torch.randn(1, 3, 8, 32, 32))
+    graph = model.backbone
+    assert isinstance(graph, Graph)
+    assert graph.last_use["fused"] == "gated"
+    kept = graph.run(torch.randn(1, 3, 8, 32, 32))
     assert list(kept) == ["gated"]
 
 
