@@ -289,7 +289,24 @@ def subsample(draw: Draw) -> Case:
     return {"stride": draw(triples(1, 4))}, draw(CLIPS)
 
 
+@st.composite
+def x3d_stage(draw: Draw) -> Case:
+    params = {
+        "depth": draw(ints(1, 2)),
+        "out_channels": draw(ints(1, 8)),
+        "inner_channels": draw(ints(1, 8)),
+        "stride": draw(ints(1, 3)),
+        "se_ratio": draw(st.sampled_from([0.0, 0.0625, 0.5])),
+    }
+    return params, draw(CLIPS)
+
+
 CASES: dict[str, st.SearchStrategy[Any]] = {
+    "SqueezeExcitation": simple(
+        st.fixed_dictionaries({"ratio": st.sampled_from([0.0625, 0.25, 1.0])}), CLIPS
+    ),
+    "Swish": simple(NOTHING, ANY_TYPE),
+    "X3DStage": x3d_stage(),
     "Add": merge(),
     "Multiply": merge(gate=True),
     "Concatenate": merge(dim=True),

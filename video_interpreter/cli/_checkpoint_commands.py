@@ -18,7 +18,7 @@ from ..checkpoint import (
 
 __all__ = ["register"]
 
-_LIBRARIES = ("torchvision",)
+_LIBRARIES = ("torchvision", "pytorchvideo")
 
 
 def register(commands: Any) -> None:
@@ -35,8 +35,9 @@ def register(commands: Any) -> None:
         help="convert between .pth and .safetensors, or import another library's weights",
         description=(
             "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
-            "convert --from torchvision ARCH IN OUT: import a torchvision state dict of ARCH "
-            "(keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the spec ARCH."
+            "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
+            "of ARCH (keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the "
+            "spec ARCH."
         ),
     )
     convert.add_argument("paths", nargs="+", metavar="[ARCH] IN OUT")

@@ -16,6 +16,7 @@ from . import (
     torch_nn,
     transformer,
     video_conv,
+    x3d,
 )
 from ._builder import (
     NECK,
@@ -122,4 +123,5 @@ __all__ = [
     "triple",
     "vector",
     "video_conv",
+    "x3d",
 ]
