@@ -43,8 +43,8 @@ def test_x3d_imports_pytorchvideos_weights_and_gives_its_outputs(arch: str) -> N
     with torch.no_grad():
         torch.testing.assert_close(ours(clip)["action"], reference(clip), rtol=0, atol=1e-6)
         # Without the softmax both end in, the logits agree as closely.
-        reference.blocks[5].activation = nn.Identity()
-        ours.heads["action"].activation = nn.Identity()
+        reference.get_submodule("blocks.5").activation = nn.Identity()
+        ours.get_submodule("heads.action").activation = nn.Identity()
         torch.testing.assert_close(ours(clip)["action"], reference(clip), rtol=0, atol=1e-5)
 
 
