@@ -301,7 +301,22 @@ def x3d_stage(draw: Draw) -> Case:
     return params, draw(CLIPS)
 
 
+@st.composite
+def bottleneck_stage(draw: Draw) -> Case:
+    params = {
+        "depth": draw(ints(1, 2)),
+        "out_channels": draw(ints(1, 8)),
+        "inner_channels": draw(ints(1, 8)),
+        "stride": draw(ints(1, 3)),
+        # Odd only: an even kernel lengthens the clip, which torch may broadcast against the
+        # shortcut (from one frame) where the type refuses it.
+        "temporal_kernel": draw(st.sampled_from([1, 3, 5])),
+    }
+    return params, draw(CLIPS)
+
+
 CASES: dict[str, st.SearchStrategy[Any]] = {
+    "BottleneckStage": bottleneck_stage(),
     "SqueezeExcitation": simple(
         st.fixed_dictionaries({"ratio": st.sampled_from([0.0625, 0.25, 1.0])}), CLIPS
     ),

@@ -36,6 +36,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], SampleType | tuple[SampleType, ...]]] 
     "Subsample": ({"stride": [2, 1, 2]}, CLIP),
     "SqueezeExcitation": ({"ratio": 0.25}, CLIP),
     "Swish": ({}, TOKENS),
+    "BottleneckStage": (
+        {"depth": 2, "out_channels": 8, "inner_channels": 4, "stride": 2, "temporal_kernel": 3},
+        CLIP,
+    ),
     "X3DStage": ({"depth": 2, "out_channels": 8, "inner_channels": 12, "stride": 2}, CLIP),
     "AdaptiveAvgPool3d": ({"output_size": 1}, CLIP),
     "AdaptiveMaxPool3d": ({"output_size": [1, 2, 2]}, CLIP),

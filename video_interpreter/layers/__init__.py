@@ -6,6 +6,7 @@ validation propagates types with the declarations registered here.
 """
 
 from . import (
+    bottleneck,
     combinators,
     graph,
     heads,
@@ -16,7 +17,6 @@ from . import (
     torch_nn,
     transformer,
     video_conv,
-    x3d,
 )
 from ._builder import (
     NECK,
@@ -92,6 +92,7 @@ __all__ = [
     "SampleType",
     "ShapeError",
     "assemble",
+    "bottleneck",
     "build_node",
     "build_sequence",
     "channels",
@@ -123,5 +124,4 @@ __all__ = [
     "triple",
     "vector",
     "video_conv",
-    "x3d",
 ]
