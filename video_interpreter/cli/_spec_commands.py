@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..layers import LAYERS
+from ..layers import LAYERS, LayerEntry, Layout
 from ..model import build_model
 from ..spec import export_schema, load_spec, schema_text
 
@@ -105,7 +105,20 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _takes(entry: LayerEntry) -> str:
+    """What a layer takes, in a word: its layouts, ``any``, or ``merge``; ``?`` when it declares
+    no output (it is run once on meta to find it)."""
+    if entry.output is None:
+        return "?"
+    if entry.arity == "many":
+        return "merge"
+    if entry.accepts is None or len(entry.accepts) == len(Layout):
+        return "any"
+    return "|".join(layout.value for layout in Layout if layout in entry.accepts)
+
+
 def _layers(args: argparse.Namespace) -> int:
+    print(f"{'layer':22} {'takes':19} description")
     for entry in LAYERS.entries():
-        print(f"{entry.name:22} {entry.description}")
+        print(f"{entry.name:22} {_takes(entry):19} {entry.description}")
     return 0
