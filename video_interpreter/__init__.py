@@ -20,6 +20,7 @@ from .checkpoint import (
     save_model,
     sha256_file,
 )
+from .data import MovingSquares
 from .diagram import render_diagram
 from .errors import (
     BuildError,
@@ -29,6 +30,7 @@ from .errors import (
     RegistryError,
     SpecError,
     StoreError,
+    TrainingError,
     VideoInterpreterError,
 )
 from .layers import LAYERS, BuildContext, channels, features, register_layer
@@ -36,6 +38,7 @@ from .model import VideoInterpreter, build_model
 from .spec import ArchitectureSpec, architecture_schema, load_spec
 from .store import ModelStore
 from .summary import ModelSummary, summarize
+from .training import EpochResult, fit
 
 __version__ = "0.1.0"
 
@@ -47,16 +50,19 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",
+    "EpochResult",
     "LoadError",
     "LoadReport",
     "ModelStore",
     "ModelSummary",
+    "MovingSquares",
     "Problem",
     "RegistrationError",
     "RegistryError",
     "SavedCheckpoint",
     "SpecError",
     "StoreError",
+    "TrainingError",
     "VideoInterpreter",
     "VideoInterpreterError",
     "__version__",
@@ -64,6 +70,7 @@ __all__ = [
     "build_model",
     "channels",
     "features",
+    "fit",
     "load_checkpoint",
     "load_model",
     "load_spec",
