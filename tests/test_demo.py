@@ -62,7 +62,7 @@ def test_the_demo_trains_into_the_store_and_shows_it(finished: tuple[Path, str])
     assert "tiny_r2plus1d_v1_best.pth" in files
     assert "tiny_r2plus1d_v1_epoch_0001.pth" not in files  # pruned, and the demo says so
     assert "  tiny_r2plus1d_v1_epoch_0001.pth" in out.split("this run removed:")[1]
-    assert "outputs equal to the trained model's: True" in out
+    assert "outputs equal to those of the model in memory: True" in out
     assert "recorded" in out
     assert ": the same" in out
     assert (folder / "model.mmd").is_file()
@@ -152,3 +152,16 @@ def test_the_example_script_trains_and_resumes_where_it_stopped(tmp_path: Path) 
     again = run("--resume")
     assert "resumed after epoch 2" in again
     assert "epoch 1/2" not in again
+
+
+def test_the_demo_repairs_what_a_save_cut_short_left_behind(
+    finished: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
+    leftover = tmp_path / "store" / ".tiny_r2plus1d_v1_epoch_0003.pth.1a2b3c4d.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    assert _demo(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "was left inconsistent (an interrupted run?)" in out
+    assert f"sync deleted {leftover.name}" in out
+    assert not leftover.exists()

@@ -21,9 +21,9 @@ import torch
 
 from ..data import MovingSquares
 from ..diagram import GraphvizNotFoundError, render_diagram
-from ..model import build_model
+from ..model import VideoInterpreter, build_model
 from ..spec import load_spec
-from ..store import Entry, ModelStore
+from ..store import Entry, ModelStore, format_value
 from ..summary import summarize
 from ..training import evaluate, fit
 from ._arguments import non_negative_int, positive_int
@@ -76,7 +76,8 @@ def _describe(entry: Entry) -> str:
     if entry.kind == "checkpoint":
         return f"{entry.file:<40} training checkpoint, epoch {entry.epoch}, {size}"
     best = ", the best" if entry.is_best else ""
-    return f"{entry.file:<40} model, epoch {entry.epoch}, acc {entry.value}{best}, {size}"
+    acc = "-" if entry.value is None else format_value(entry.value)
+    return f"{entry.file:<40} model, epoch {entry.epoch}, acc {acc}{best}, {size}"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -85,7 +86,7 @@ def _demo(args: argparse.Namespace) -> int:
         return _EXIT_INVALID
 
     _section(f"train {args.spec} on MovingSquares into {args.root}")
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the initial weights
     model = build_model(args.spec)
     spec = model.spec
     train_set = MovingSquares("train", size=args.clips, shape=spec.input, seed=args.seed)
@@ -101,19 +102,13 @@ def _demo(args: argparse.Namespace) -> int:
     steps = args.epochs * math.ceil(len(train_set) / _BATCH)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=_LR, total_steps=steps)
     print(f"AdamW, one-cycle schedule to lr {_LR} over {steps} steps; batches of {_BATCH}")
-
     store = ModelStore(args.root)
-    problems = store.verify(hashes=False)
-    if problems:  # e.g. a save cut short by a kill: sync adopts whole files, drops the rest
-        print("the store needs repair (an interrupted run?):")
-        for problem in problems:
-            print(f"  {problem}")
-        print(f"  sync: {store.sync().to_dict()}")
+    _repair(store)
     checkpoint = store.resume(model, optimizer, scheduler)
     done = (checkpoint.epoch or 0) if checkpoint is not None else 0
     if checkpoint is None:
         print(f"no checkpoint of {spec.name} {spec.version} in {args.root}: starting at epoch 1")
-    elif scheduler.total_steps != steps:  # the saved schedule belongs to other options
+    elif scheduler.total_steps != steps:  # the restored schedule was planned for other options
         print(
             f"error: {args.root} holds a run of {spec.name} {spec.version} at epoch {done}, "
             f"scheduled over {scheduler.total_steps} steps; --epochs {args.epochs} and --clips "
@@ -126,9 +121,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"resumed from {checkpoint.path.name}: all {args.epochs} epochs are already done")
     else:
         print(f"resumed from {checkpoint.path.name}: continuing at epoch {done + 1}")
-
-    pruned: list[Entry] = []
     started = time.perf_counter()
+    pruned: list[Entry] = []
     for result in fit(
         model,
         optimizer,
@@ -152,12 +146,49 @@ def _demo(args: argparse.Namespace) -> int:
     trained = time.perf_counter() - started
 
     _section(f"the store: {args.root}")
-    entries = store.find(spec.name, spec.version)
-    for entry in entries:
+    best = _show_store(store, model, pruned, args)
+
+    _section(f"the trained model: {spec.name} {spec.version}")
+    print(summarize(model, depth=2).to_text())
+    print(f"\ndiagram: {_draw(model, args.diagram or Path('build') / f'{spec.name}.svg')}")
+
+    _section("reload from the store, sha256 checked")
+    ok = _reload(store, model, best, val_set)
+
+    _section("summary")
+    print(
+        f"best validation accuracy {format_value(best.value or 0.0)} (epoch {best.epoch}; "
+        f"chance 0.25); {args.epochs - done} epochs trained in this run in {trained:.1f} s"
+    )
+    print(f"store: {args.root}  best: {store.best_path(best.name, best.version)}")
+    return 0 if ok else 1
+
+
+def _repair(store: ModelStore) -> None:
+    """A run killed in the middle of a save leaves a complete file the registry has not
+    recorded yet, or a temporary file: ``sync`` adopts the one and deletes the other."""
+    problems = store.verify(hashes=False)
+    if not problems:
+        return
+    print(f"{store.root} was left inconsistent (an interrupted run?):")
+    for problem in problems:
+        print(f"  {problem}")
+    report = store.sync()
+    for what, files in (("adopted", report.adopted), ("deleted", report.deleted_leftovers)):
+        if files:
+            print(f"  sync {what} {', '.join(files)}")
+
+
+def _show_store(
+    store: ModelStore, model: VideoInterpreter, pruned: list[Entry], args: argparse.Namespace
+) -> Entry:
+    """The files by the naming convention, the best model, what pruning removed, and the
+    registry table written into the README; returns the best model's entry."""
+    spec = model.spec
+    for entry in store.find(spec.name, spec.version):
         print(_describe(entry))
     best = store.best(spec.name, spec.version)
-    link = store.best_path(spec.name, spec.version)
-    print(f"{link.name:<40} the best model: {best.file}")
+    print(f"{store.best_path(spec.name, spec.version).name:<40} the best model: {best.file}")
     print(f"\npruning kept the last {args.keep} of each kind and the best; this run removed:")
     for entry in pruned:
         print(f"  {entry.file}")
@@ -166,38 +197,31 @@ def _demo(args: argparse.Namespace) -> int:
     written = store.write_readme(args.readme)
     print(f"\nregistry table, written into {written}:\n")
     print(store.render_table())
+    return best
 
-    _section(f"the trained model: {spec.name} {spec.version}")
-    print(summarize(model, depth=2).to_text())
-    print(f"\ndiagram: {_draw(model, args.diagram or Path('build') / f'{spec.name}.svg')}")
 
-    _section("reload from the store, sha256 checked")
-    last = [e for e in entries if e.kind == "model"][-1]
+def _reload(
+    store: ModelStore, model: VideoInterpreter, best: Entry, val_set: MovingSquares
+) -> bool:
+    """The last saved model gives the outputs of the model in memory; the best one scores the
+    validation accuracy recorded for it. Both are loaded with their sha256 checked."""
+    spec = model.spec
+    last = store.find(spec.name, spec.version, kind="model")[-1]
     reloaded = store.load(last).eval()
-    clips = torch.stack([val_set[i][0] for i in range(8)])
+    clips = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))])
     model.eval()
     with torch.inference_mode():
-        same = all(
-            torch.equal(reloaded(clips)[head], model(clips)[head]) for head in spec.head_names
-        )
-    print(
-        f"{last.file} (sha256 {last.sha256[:16]}...): outputs equal to the trained model's: {same}"
-    )
-    best_model = store.load(best)
-    _, accuracy = evaluate(best_model, val_set)
+        same = all(torch.equal(reloaded(clips)[h], model(clips)[h]) for h in spec.head_names)
+    print(f"last model {last.file} (sha256 {last.sha256[:12]}...)")
+    print(f"  outputs equal to those of the model in memory: {same}")
+    _, accuracy = evaluate(store.load(best), val_set)
     agrees = accuracy == best.value
+    print(f"best model {best.file} (sha256 {best.sha256[:12]}...)")
     print(
-        f"{best.file} (sha256 {best.sha256[:16]}...): val acc {accuracy:.4f}, "
-        f"recorded {best.value}: {'the same' if agrees else 'DIFFERENT'}"
+        f"  val acc {format_value(accuracy)}, recorded {format_value(best.value or 0.0)}: "
+        f"{'the same' if agrees else 'DIFFERENT'}"
     )
-
-    _section("summary")
-    print(
-        f"best validation accuracy {best.value} (epoch {best.epoch}; chance 0.25); "
-        f"{args.epochs - done} epochs trained in this run in {trained:.1f} s"
-    )
-    print(f"store: {args.root}  best: {link}  registry: {written}")
-    return 0 if same and agrees else 1
+    return same and agrees
 
 
 def _draw(model: torch.nn.Module, out: Path) -> str:
