@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
+import runpy
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,20 +128,16 @@ def test_the_demo_outside_the_repository_says_where_it_looks_for_specs(
     assert not (tmp_path / "models").exists()  # nothing written
 
 
-def test_the_example_script_trains_and_resumes_where_it_stopped(tmp_path: Path) -> None:
+def test_the_example_script_trains_and_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = Path(__file__).resolve().parents[1] / "examples" / "train.py"
     small = ["--store", str(tmp_path), "--epochs", "2", "--clips", "32", "--val-clips", "16"]
 
     def run(*options: str) -> str:
-        done = subprocess.run(
-            [sys.executable, str(script), *small, *options],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "PYTHONPATH": str(script.parents[1])},
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        monkeypatch.setattr(sys, "argv", [str(script), *small, *options])
+        runpy.run_path(str(script), run_name="__main__")
+        return capsys.readouterr().out
 
     first = run()
     assert "epoch 2/2" in first
@@ -152,6 +147,9 @@ def test_the_example_script_trains_and_resumes_where_it_stopped(tmp_path: Path) 
     again = run("--resume")
     assert "resumed after epoch 2" in again
     assert "epoch 1/2" not in again
+    with pytest.raises(SystemExit, match="2"):
+        run("--resume", "--epochs", "3")
+    assert "resume with the --epochs, --clips and --batch-size" in capsys.readouterr().err
 
 
 def test_the_demo_repairs_what_a_save_cut_short_left_behind(

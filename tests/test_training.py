@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 import torch
 
-from video_interpreter import ModelStore, TrainingError, build_model
+from video_interpreter import CheckpointError, ModelStore, TrainingError, build_model
 from video_interpreter.checkpoint import load_checkpoint
 from video_interpreter.data import MovingSquares
 from video_interpreter.model import VideoInterpreter
 from video_interpreter.training import EpochResult, evaluate, fit
 
 from . import conftest
+from .test_store import flip_byte
 
 
 def _conv_net(name: str, temporal_kernel: int, *, pool_time_first: bool = False) -> dict[str, Any]:
@@ -182,6 +183,23 @@ def test_resume_from_a_store_without_checkpoints_changes_nothing(tmp_path: Path)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert ModelStore(tmp_path).resume(model) is None
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_resume_takes_the_latest_checkpoint_and_checks_its_sha256(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model = build_model(conftest.tiny_spec())
+    optimizer = torch.optim.AdamW(model.parameters())
+    for epoch in (2, 10, 9):  # retention order is by epoch number, not by name or save time
+        store.save_checkpoint(model, epoch=epoch, optimizer=optimizer)
+    latest = store.latest_checkpoint("tiny", "v1")
+    assert latest is not None
+    assert latest.file == "tiny_v1_epoch_0010.pth"
+    checkpoint = store.resume(model, optimizer)
+    assert checkpoint is not None
+    assert checkpoint.epoch == 10
+    flip_byte(latest.path)
+    with pytest.raises(CheckpointError, match="sha256"):
+        store.resume(model, optimizer)
 
 
 def test_a_model_with_several_heads_must_name_the_one_to_train(tmp_path: Path) -> None:
