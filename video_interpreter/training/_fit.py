@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -28,7 +29,7 @@ __all__ = ["EpochResult", "evaluate", "fit", "train_one_epoch"]
 
 logger = logging.getLogger(__name__)
 
-Examples = Dataset[tuple[torch.Tensor, int]]
+Examples = Dataset[tuple[torch.Tensor, int]]  # (clip (C, T, H, W), label)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def evaluate(
     return total / max(count, 1), correct / max(count, 1)
 
 
-def _positive(name: str, value: object, minimum: int = 1) -> int:
+def _at_least(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise TrainingError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
@@ -161,13 +162,13 @@ def fit(
     already holds later checkpoints of this model is refused, so two runs never mix.
     """
     name = _head_of(model, head)
-    epochs = _positive("epochs", epochs)
-    start_epoch = _positive("start_epoch", start_epoch, minimum=0)
+    epochs = _at_least("epochs", epochs, 1)
+    start_epoch = _at_least("start_epoch", start_epoch, 0)
     if start_epoch > epochs:
         raise TrainingError(f"start_epoch {start_epoch} is past the last epoch ({epochs})")
-    batch_size = _positive("batch_size", batch_size)
-    seed = _positive("seed", seed, minimum=0)
-    keep_last = _positive("keep_last", keep_last)
+    batch_size = _at_least("batch_size", batch_size, 1)
+    seed = _at_least("seed", seed, 0)
+    keep_last = _at_least("keep_last", keep_last, 1)
     spec = getattr(model, "spec", None)
     if spec is not None:
         latest = store.latest_checkpoint(spec.name, spec.version)
@@ -213,7 +214,8 @@ def _epochs(
     for epoch in numbers:
         started = time.perf_counter()
         # The order of an epoch depends only on (seed, epoch): a resumed run draws the same.
-        loader = _loader(train_set, batch_size, seed * 1_000_003 + epoch, shuffle=True)
+        order = int(np.random.SeedSequence((seed, epoch)).generate_state(1)[0])
+        loader = _loader(train_set, batch_size, order, shuffle=True)
         train_loss = train_one_epoch(model, optimizer, loader, head=head, scheduler=scheduler)
         val_loss, val_acc = evaluate(model, val_set, head=head, batch_size=2 * batch_size)
         metrics = {"acc": val_acc, "val_loss": val_loss}
