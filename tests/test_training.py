@@ -60,13 +60,14 @@ def _run(
     clips: int,
     lr: float,
     batch_size: int = 32,
+    val_clips: int = 16,
     resume: bool = False,
     stop_after: int | None = None,
     keep_last: int = 2,
 ) -> list[EpochResult]:
     """What examples/train.py does: AdamW, a one-cycle schedule, optionally resumed."""
     train = MovingSquares("train", size=clips, shape=model.spec.input)
-    val = MovingSquares("val", size=128, shape=model.spec.input)
+    val = MovingSquares("val", size=val_clips, shape=model.spec.input)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * math.ceil(clips / batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
@@ -104,7 +105,7 @@ def test_only_a_model_that_compares_frames_learns_moving_squares(
 ) -> None:
     torch.manual_seed(0)
     model = build_model(spec)
-    results = _run(model, ModelStore(tmp_path), epochs=3, clips=384, lr=3e-2)
+    results = _run(model, ModelStore(tmp_path), epochs=3, clips=384, lr=3e-2, val_clips=128)
     best = max(result.val_acc for result in results)
     if learns:
         assert best >= 0.9
