@@ -20,6 +20,7 @@ from .checkpoint import (
     save_model,
     sha256_file,
 )
+from .data import MovingSquares
 from .diagram import render_diagram
 from .errors import (
     BuildError,
@@ -29,6 +30,7 @@ from .errors import (
     RegistryError,
     SpecError,
     StoreError,
+    TrainingError,
     VideoInterpreterError,
 )
 from .layers import (
@@ -45,6 +47,7 @@ from .model import VideoInterpreter, build_model
 from .spec import ArchitectureSpec, architecture_schema, load_spec
 from .store import ModelStore
 from .summary import ModelSummary, summarize
+from .training import EpochResult, fit
 
 __version__ = "0.1.0"
 
@@ -56,11 +59,13 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",
+    "EpochResult",
     "Layout",
     "LoadError",
     "LoadReport",
     "ModelStore",
     "ModelSummary",
+    "MovingSquares",
     "Problem",
     "RegistrationError",
     "RegistryError",
@@ -69,6 +74,7 @@ __all__ = [
     "ShapeError",
     "SpecError",
     "StoreError",
+    "TrainingError",
     "VideoInterpreter",
     "VideoInterpreterError",
     "__version__",
@@ -76,6 +82,7 @@ __all__ = [
     "build_model",
     "channels",
     "features",
+    "fit",
     "load_checkpoint",
     "load_model",
     "load_spec",

@@ -15,7 +15,8 @@ Exception tree::
     ├── DiagramError(RuntimeError)     Graphviz missing or failing (video_interpreter.diagram)
     │   └── GraphvizNotFoundError
     ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
-    └── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+    ├── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+    └── TrainingError(ValueError)      a training run or its synthetic data cannot work as asked
 
 Every error says what failed, where, and what would be valid or what to do next.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "StoreError",
+    "TrainingError",
     "VideoInterpreterError",
     "format_spec_path",
 ]
@@ -122,3 +124,8 @@ class CheckpointError(VideoInterpreterError, ValueError):
 
 class StoreError(VideoInterpreterError, RuntimeError):
     """The saved-models store refused an operation or found an inconsistency."""
+
+
+class TrainingError(VideoInterpreterError, ValueError):
+    """A training run (``video_interpreter.training``) or its synthetic data
+    (``video_interpreter.data``) was asked for something that cannot work."""
