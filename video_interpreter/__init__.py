@@ -42,7 +42,7 @@ from .layers import (
     register_layer,
 )
 from .model import VideoInterpreter, build_model
-from .spec import ArchitectureSpec, architecture_schema, load_spec
+from .spec import ArchitectureSpec, Limits, architecture_schema, load_spec, raised_limits
 from .store import ModelStore
 from .summary import ModelSummary, summarize
 
@@ -57,6 +57,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointMetadata",
     "Layout",
+    "Limits",
     "LoadError",
     "LoadReport",
     "ModelStore",
@@ -80,6 +81,7 @@ __all__ = [
     "load_model",
     "load_spec",
     "load_weights",
+    "raised_limits",
     "read_metadata",
     "register_layer",
     "render_diagram",

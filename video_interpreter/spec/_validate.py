@@ -1,15 +1,27 @@
-"""Turn JSON Schema errors into Problems: every one found, located, with what would be valid."""
+"""Turn JSON Schema errors into Problems: every one found, located, with what would be valid.
+
+Besides the schema, checks that JSON Schema cannot say: numbers are finite, integers are
+within ``Limits.integer``, and a node or head name is one a torch module can take.
+
+Where the schema wants an integer, only an integer is accepted: ``8.0`` is refused (write
+``8``), as torch would refuse it; where it wants a number, ``8.0`` and ``8`` are the same value
+(and the same fingerprint).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
+from torch import nn
 
-from ..errors import Problem
+from ..errors import PathPart, Problem
 from ..layers import LAYERS, LayerRegistry, closest_names
+from ._limits import current_limits, limit_problem
 from ._schema import schema_validator
 from ._source import SourceMap
 
@@ -54,13 +66,113 @@ def schema_problems(
     """Every schema problem in ``data``, sorted by position in the source."""
     problems: list[Problem] = []
     seen: set[tuple[Any, ...]] = set()
-    for error in schema_validator(registry).iter_errors(data):
+    for error in _strict(schema_validator(registry)).iter_errors(data):
         for problem in _translate(error, smap, registry):
             key = (problem.path, problem.message)
             if key not in seen:
                 seen.add(key)
                 problems.append(problem)
+    problems.extend(_value_problems(data, smap))
+    problems.extend(_name_problems(data, smap, registry))
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
+
+
+_strict_cache: list[tuple[Draft202012Validator, Draft202012Validator]] = []
+
+
+def _strict(base: Draft202012Validator) -> Draft202012Validator:
+    """``base`` whose ``integer`` is an int only (JSON Schema also counts 8.0 as an integer)."""
+    for known, cached in _strict_cache:
+        if known is base:
+            return cached
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    cls = validators.extend(type(base), type_checker=checker)  # type: ignore[no-untyped-call]
+    strict: Draft202012Validator = cls(base.schema)
+    _strict_cache[:] = [(base, strict)]
+    return strict
+
+
+def _value_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
+    """Numbers that are not finite, integers beyond ``Limits.integer``."""
+    limits = current_limits()
+    stack: list[tuple[tuple[PathPart, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield smap.problem(
+                f"{value} is not a finite number; every number in a spec must be finite",
+                path,
+                value=str(value),
+            )
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > limits.integer:
+            problem = limit_problem("integer", limits, f"{value} is too large", path)
+            yield smap.problem(problem.message, path, value=value, hint=problem.hint)
+
+
+# Names a child module cannot take: what its container already has (methods, ``training``,
+# ``_modules`` ...) and Python's own dunder names. Nodes live in a Sequential, heads in a
+# ModuleDict; both are checked for either, so a name never depends on where it is used.
+_CONTAINERS = (
+    (nn.Module(), "every torch module"),
+    (nn.Sequential(), "torch's Sequential"),
+    (nn.ModuleDict(), "torch's ModuleDict"),
+)
+
+
+def reserved_name_reason(name: str) -> str | None:
+    """Why ``name`` cannot name a module in a torch container, or None if it can."""
+    if not name:
+        return "it is empty"
+    if "." in name:
+        return "a dot separates names in state-dict keys"
+    if name.startswith("__") and name.endswith("__"):
+        return "it is a Python special name"
+    for container, owner in _CONTAINERS:
+        if hasattr(container, name):
+            return f"it is an attribute of {owner}"
+    return None
+
+
+def _name_problems(data: Any, smap: SourceMap, registry: LayerRegistry) -> Iterator[Problem]:
+    """Node names (``name:``) and head names that torch would refuse as module names."""
+    heads = data.get("heads") if isinstance(data, dict) else None
+    if isinstance(heads, dict):
+        for head in heads:
+            reason = reserved_name_reason(str(head))
+            if reason is not None:
+                yield smap.problem(
+                    f"head name {head!r} cannot name a module: {reason}; choose another name",
+                    ("heads", head),
+                    key=True,
+                    value=head,
+                )
+    known = set(registry.names())
+    stack: list[tuple[tuple[PathPart, ...], Any]] = [
+        ((key,), data[key])
+        for key in ("backbone", "neck", "heads")
+        if isinstance(data, dict) and key in data
+    ]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            name = value.get("name")
+            if value.get("type") in known and isinstance(name, str):
+                reason = reserved_name_reason(name)
+                if reason is not None:
+                    yield smap.problem(
+                        f"node name {name!r} cannot name a module: {reason}; choose another name",
+                        (*path, "name"),
+                        value=name,
+                    )
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
 
 
 def _translate(
@@ -102,7 +214,10 @@ def _translate(
         yield smap.problem(f"expected {_show(expected)}, got {_show(value)}", path, value=value)
     elif kind == "type":
         yield smap.problem(
-            f"expected {_expected(schema)}, got {_kind(value)} {_show(value)}", path, value=value
+            f"expected {_expected(schema)}, got {_kind(value)} {_show(value)}",
+            path,
+            value=value,
+            hint=_integral_hint(value),
         )
     elif kind in ("anyOf", "oneOf"):
         yield from _translate_alternatives(error, smap, registry)
@@ -131,4 +246,11 @@ def _translate_alternatives(
         f"expected {_expected(error.schema)}, got {_kind(error.instance)} {_show(error.instance)}",
         tuple(error.absolute_path),
         value=error.instance,
+        hint=_integral_hint(error.instance),
     )
+
+
+def _integral_hint(value: Any) -> str | None:
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        return f"write {int(value)}: an integer is written without a decimal point"
+    return None
