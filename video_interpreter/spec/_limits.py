@@ -169,7 +169,7 @@ def check_yaml_text(text: str, file: str, limits: Limits) -> None:
         nonlocal total
         total += values
         if total > limits.values:
-            raise refuse("values", "aliases expand the document to too many values", event)
+            raise refuse("values", "the document has too many values (aliases expanded)", event)
         depth = len(stack) + height
         if depth > limits.nesting:
             raise refuse("nesting", f"lists and mappings nest {depth} deep here", event)

@@ -223,28 +223,25 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 def _resolve_path(source: str | Path) -> Path:
     given = Path(source)
     suffix = given.suffix.lower()
-    if given.is_dir():
-        hint = (
-            "; it looks like a sharded checkpoint: `video-interpreter consolidate` turns it into "
-            "one file"
-            if (given / ".metadata").is_file() and (given / "metadata.json").is_file()
-            else ""
-        )
-        raise SpecError(
-            [Problem(f"{str(source)!r} is a folder, not a spec file{hint}", file=str(source))]
-        )
     if given.is_file() and suffix not in SPEC_SUFFIXES:
         if suffix in _CHECKPOINT_SUFFIXES:
             message = (
-                f"{str(source)!r} is a checkpoint, not a spec; `video-interpreter inspect` shows "
-                "what it holds and load_model(path) rebuilds its model"
+                "this is a checkpoint, not a spec: `video-interpreter inspect` shows what it "
+                "holds, and load_model(path) rebuilds its model"
             )
         else:
-            message = (
-                f"{str(source)!r} is not a spec file: a spec ends in {', '.join(SPEC_SUFFIXES)}"
-            )
+            message = f"not a spec file: a spec's name ends in {', '.join(SPEC_SUFFIXES)}"
         raise SpecError([Problem(message, file=str(source))])
     found = find_spec_file(source)
+    if found is None and given.is_dir():
+        sharded = (given / ".metadata").is_file() and (given / "metadata.json").is_file()
+        message = "a folder, not a spec file" + (
+            "; it holds a sharded checkpoint, which `video-interpreter consolidate` turns into "
+            "one file"
+            if sharded
+            else ""
+        )
+        raise SpecError([Problem(message, file=str(source))])
     if found is None:
         names = ", ".join(known_spec_names()) or "none found"
         raise SpecError(
