@@ -333,3 +333,36 @@ def check_parameters(modules: Iterable[nn.Module], limits: Limits) -> int:
             ]
         )
     return total
+
+
+# Parameters that repeat what their mapping builds, by the registry's naming convention:
+# ``times`` (Repeat), ``depth`` (ResStage, a Swin or MViT stage), ``depths`` (one per stage).
+_REPEATS = ("times", "depth")
+_REPEAT_LISTS = ("depths",)
+
+
+def repeated_blocks(data: Any) -> int:
+    """How many blocks a spec asks for once repeats and depths are expanded (a lower bound of
+    its modules), counted on the document without building anything."""
+
+    def count(value: Any) -> int:
+        if isinstance(value, list):
+            return sum(count(item) for item in value)
+        if not isinstance(value, dict):
+            return 0
+        times = 1
+        for key in _REPEATS:
+            factor = value.get(key)
+            if isinstance(factor, int) and not isinstance(factor, bool) and factor > 0:
+                times *= factor
+        for key in _REPEAT_LISTS:
+            factors = value.get(key)
+            if isinstance(factors, list):
+                times *= max(
+                    1,
+                    sum(f for f in factors if isinstance(f, int) and not isinstance(f, bool)),
+                )
+        inner = sum(count(item) for item in value.values())
+        return times * max(1, inner)
+
+    return count(data)

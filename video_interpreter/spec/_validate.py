@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import PathPart, Problem
 from ..layers import LAYERS, LayerRegistry, closest_names
-from ._limits import current_limits, limit_problem
+from ._limits import current_limits, limit_problem, repeated_blocks
 from ._schema import schema_validator
 from ._source import SourceMap
 
@@ -74,6 +74,7 @@ def schema_problems(
                 problems.append(problem)
     problems.extend(_value_problems(data, smap))
     problems.extend(_name_problems(data, smap, registry))
+    problems.extend(_repeat_problems(data, smap))
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
 
 
@@ -92,6 +93,19 @@ def _strict(base: Draft202012Validator) -> Draft202012Validator:
     strict: Draft202012Validator = cls(base.schema)
     _strict_cache[:] = [(base, strict)]
     return strict
+
+
+def _repeat_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
+    """Repeats and depths that ask for more blocks than ``Limits.modules``, refused before any
+    module is built (building counts modules too, for blocks of many modules)."""
+    limits = current_limits()
+    for key in ("backbone", "neck", "heads"):
+        part = data.get(key) if isinstance(data, dict) else None
+        blocks = repeated_blocks(part)
+        if blocks > limits.modules:
+            what = f"{key} asks for {blocks:,} blocks once repeats and depths are expanded"
+            problem = limit_problem("modules", limits, what, (key,))
+            yield smap.problem(problem.message, (key,), hint=problem.hint)
 
 
 def _value_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
