@@ -261,6 +261,7 @@ def test_cli_diagram_zoo_writes_svg_and_mermaid_for_every_spec(tmp_path: Path) -
     configs.mkdir()
     (configs / "repeated.json").write_text(json.dumps(REPEATED), encoding="utf-8")
     shutil.copy(CONFIGS / "v1.yaml", configs / "v1.yaml")
+    out.mkdir()
     code = main(["diagram", "--zoo", "--configs", str(configs), "--out-dir", str(out)])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [

@@ -130,6 +130,55 @@ def _merged_positions(
                     target.setdefault(entry, loc)
 
 
+def _fold_merges(node: yaml.Node, file: str, done: set[int]) -> None:
+    """Replace every merge key by the entries it brings in, as YAML 1.1 says: the mapping's own
+    keys win, and of several merged mappings the first that has a key wins.
+
+    Done here rather than by the loader, whose rule has changed between PyYAML releases.
+    """
+    if id(node) in done:
+        return
+    done.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _fold_merges(item, file, done)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    own: list[tuple[yaml.Node, yaml.Node]] = []
+    sources: list[yaml.Node] = []
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE:
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            sources.extend(merged)
+        else:
+            own.append((key_node, value_node))
+            _fold_merges(value_node, file, done)
+    if not sources:
+        return
+    taken = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
+    brought: list[tuple[yaml.Node, yaml.Node]] = []
+    for source in sources:
+        if not isinstance(source, yaml.MappingNode):
+            loc = _loc(file, source)
+            raise SpecError(
+                [
+                    Problem(
+                        "`<<` merges mappings only (a mapping or a list of mappings)",
+                        file=loc.file,
+                        line=loc.line,
+                        column=loc.column,
+                    )
+                ]
+            )
+        _fold_merges(source, file, done)
+        for key_node, value_node in source.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key not in taken:
+                taken.add(key)
+                brought.append((key_node, value_node))
+    node.value = brought + own
+
+
 def _json_like(value: Any, path: SpecPath, smap: SourceMap) -> Iterator[Problem]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -219,8 +268,9 @@ def read_document(
             loader = _SafeLoader(text)
             try:
                 node = loader.get_single_node()
-                if node is not None:  # before constructing, which folds merge keys in place
+                if node is not None:
                     problems.extend(_positions(file, node, (), smap))
+                    _fold_merges(node, file, set())
                 data = loader.construct_document(node) if node is not None else None
             finally:
                 loader.dispose()

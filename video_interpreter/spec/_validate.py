@@ -89,7 +89,23 @@ def _strict(base: Draft202012Validator) -> Draft202012Validator:
     checker = base.TYPE_CHECKER.redefine(
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
     )
-    cls = validators.extend(type(base), type_checker=checker)  # type: ignore[no-untyped-call]
+    plain = Draft202012Validator.VALIDATORS
+
+    def const(validator: Any, expected: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        if _integral_float_for(instance, [expected]):
+            yield ValidationError(f"{expected!r} was expected")
+        else:
+            yield from plain["const"](validator, expected, instance, schema)
+
+    def enum(validator: Any, options: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        if _integral_float_for(instance, options):
+            yield ValidationError(f"{instance!r} is not one of {options!r}")
+        else:
+            yield from plain["enum"](validator, options, instance, schema)
+
+    cls = validators.extend(  # type: ignore[no-untyped-call]
+        type(base), {"const": const, "enum": enum}, type_checker=checker
+    )
     strict: Draft202012Validator = cls(base.schema)
     _strict_cache[:] = [(base, strict)]
     return strict
@@ -106,6 +122,13 @@ def _repeat_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
             what = f"{key} asks for {blocks:,} blocks once repeats and depths are expanded"
             problem = limit_problem("modules", limits, what, (key,))
             yield smap.problem(problem.message, (key,), hint=problem.hint)
+
+
+def _integral_float_for(instance: Any, options: Any) -> bool:
+    """8.0 where the schema names the integer 8: refused like any float for an integer."""
+    return isinstance(instance, float) and any(
+        isinstance(o, int) and not isinstance(o, bool) and o == instance for o in options
+    )
 
 
 def _value_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
@@ -176,7 +199,8 @@ def _name_problems(data: Any, smap: SourceMap, registry: LayerRegistry) -> Itera
         path, value = stack.pop()
         if isinstance(value, dict):
             name = value.get("name")
-            if value.get("type") in known and isinstance(name, str):
+            kind = value.get("type")
+            if isinstance(kind, str) and kind in known and isinstance(name, str):
                 reason = reserved_name_reason(name)
                 if reason is not None:
                     yield smap.problem(
@@ -225,7 +249,12 @@ def _translate(
             hint=f"did you mean {near[0]!r}?" if near else None,
         )
     elif kind == "const":
-        yield smap.problem(f"expected {_show(expected)}, got {_show(value)}", path, value=value)
+        yield smap.problem(
+            f"expected {_show(expected)}, got {_show(value)}",
+            path,
+            value=value,
+            hint=_integral_hint(value),
+        )
     elif kind == "type":
         yield smap.problem(
             f"expected {_expected(schema)}, got {_kind(value)} {_show(value)}",
