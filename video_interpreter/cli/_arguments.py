@@ -88,7 +88,9 @@ def check_output_dir(path: Path) -> Path:
     """``path`` if it is an existing folder; a ``CommandError`` otherwise."""
     if not path.is_dir():
         what = "is not a folder" if path.exists() else "does not exist"
-        raise CommandError(f"cannot write into {path}: it {what} (create it first)")
+        raise CommandError(
+            f"cannot write files into the folder {path}: {path} {what} (create it first)"
+        )
     return path
 
 

@@ -248,6 +248,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _readme(args: argparse.Namespace) -> int:
-    path = _open(args).write_readme(check_output_file(args.output))
+    output = check_output_file(args.output)
+    path = _open(args).write_readme(output)
     print(f"wrote the registry table to {path}")
     return 0
