@@ -194,8 +194,7 @@ def test_modules_are_counted_while_building_too() -> None:
     spec = tiny_spec()  # 3 blocks by the document, but each block is several modules
     spec["backbone"].insert(1, {"type": "ResStage", "depth": 3, "out_channels": 8})
     tight = Limits(modules=8)
-    with pytest.raises(SpecError, match=r"too many modules.*Limits\.modules"):
-        load_spec(spec, limits=tight)
+    assert load_spec(spec, limits=tight).name == "tiny"  # validation builds no module
     with pytest.raises(SpecError, match=r"too many modules.*Limits\.modules"):
         build_model(spec, device="meta", limits=tight)
     assert build_model(spec, device="meta").spec.name == "tiny"
@@ -232,8 +231,6 @@ def test_parameters_are_counted_on_meta_and_refused_before_allocation() -> None:
     spec = tiny_spec(out_channels=1_048_576)
     spec["backbone"].insert(1, {"type": "Conv3d", "out_channels": 1_048_576, "kernel_size": 3})
     with pytest.raises(SpecError, match=r"parameters \(.* GiB in float32\).*Limits\.parameters"):
-        load_spec(spec)
-    with pytest.raises(SpecError, match=r"Limits\.parameters"):
         build_model(spec)
     with pytest.raises(SpecError, match=r"Limits\.parameters"):
         build_model(spec, device="meta")
