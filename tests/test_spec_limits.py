@@ -109,10 +109,11 @@ def test_long_reference_chains_are_refused_naming_the_nesting_limit() -> None:
         load_spec(spec)
 
 
-def test_an_interpolation_inside_an_interpolation_is_refused() -> None:
+@pytest.mark.parametrize("text", ["${heads.${name}}", "${name", "x ${"])
+def test_nested_or_open_interpolations_are_refused_before_resolving(text: str) -> None:
     spec = tiny_spec()
-    spec["description"] = "${heads.${name}}"
-    with pytest.raises(SpecError, match="interpolation inside an interpolation"):
+    spec["description"] = text
+    with pytest.raises(SpecError, match=r"description: cannot read this interpolation"):
         load_spec(spec)
 
 

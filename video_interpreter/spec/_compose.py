@@ -332,8 +332,9 @@ def _expansion_problems(raw: Any, smap: SourceMap, limits: Limits) -> list[Probl
         if "${" in literal.replace("\\${", ""):
             raise _RefusedError(
                 "",
-                "an interpolation inside an interpolation is not supported; refer to one "
-                "value at a time, e.g. ${input.frames}",
+                "cannot read this interpolation: write one value's path at a time, e.g. "
+                "${input.frames} (an interpolation inside another, or one left open, is not "
+                "supported)",
                 at,
             )
         whole = _REFERENCE.fullmatch(text) is not None
