@@ -131,8 +131,12 @@ class _Chain:
 
     limits: Limits
     allow_external: bool
-    trusted: tuple[Path, ...]  # directories whose files ``extends`` may name
+    home: Path  # the spec's own folder (the working directory for a mapping)
     sources: list[Source]
+
+    def trusted(self) -> tuple[Path, ...]:
+        """The folders whose files ``extends`` may name (looked up only when a spec extends)."""
+        return (self.home, *(root.resolve() for root in architecture_roots()))
 
 
 def _inside(path: Path, folders: Sequence[Path]) -> bool:
@@ -165,8 +169,9 @@ def _merge_base(
             ]
         )
     resolved = base_path.resolve()
-    if not chain.allow_external and not _inside(resolved, chain.trusted):
-        folders = ", ".join(str(folder) for folder in chain.trusted)
+    trusted = () if chain.allow_external else chain.trusted()
+    if not chain.allow_external and not _inside(resolved, trusted):
+        folders = ", ".join(str(folder) for folder in trusted)
         raise SpecError(
             [
                 smap.problem(
@@ -383,10 +388,9 @@ def compose(
     ``allow_external_extends``. Every step stays within ``limits``.
     """
     limits = limits or current_limits()
-    roots = tuple(root.resolve() for root in architecture_roots())
     if isinstance(source, Path):
         resolved = source.resolve()
-        chain = _Chain(limits, allow_external_extends, (resolved.parent, *roots), [])
+        chain = _Chain(limits, allow_external_extends, resolved.parent, [])
         text = read_text(resolved, limits)
         chain.sources.append(Source(resolved, text))
         document, smap = read_document(resolved, text, limits)
@@ -396,7 +400,7 @@ def compose(
         config, smap = _load_chain(resolved, (resolved,), chain, text)
     else:
         here = Path.cwd().resolve()
-        chain = _Chain(limits, allow_external_extends, (here, *roots), [])
+        chain = _Chain(limits, allow_external_extends, here, [])
         smap = SourceMap({(): Location("<mapping>")})
         _check_plain(dict(source), smap, limits)
         problems = list(_resolver_problems(dict(source), (), smap))
