@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from video_interpreter import Problem, SpecError, build_model, load_spec
 from .conftest import tiny_spec
 
 SECONDS = 10.0  # per input, far above what a bounded input takes
+MEMORY = 500 * 2**20  # growth of the peak per input
 FUZZ = settings(
     max_examples=30,
     deadline=None,
@@ -32,6 +35,7 @@ TINY_YAML = yaml.safe_dump(tiny_spec(), sort_keys=False)
 def _bounded(source: Any, **kwargs: Any) -> None:
     """Load (and build on meta) ``source``: a spec or a SpecError, in bounded time."""
     start = time.perf_counter()
+    peak = _peak_bytes()
     problems: tuple[Problem, ...] = ()
     try:
         spec = load_spec(source, **kwargs)
@@ -45,6 +49,13 @@ def _bounded(source: Any, **kwargs: Any) -> None:
         assert problem.message.strip()
         assert "frame #" not in problem.message  # no C++ stack in a problem
     assert time.perf_counter() - start < SECONDS
+    assert _peak_bytes() - peak < MEMORY
+
+
+def _peak_bytes() -> int:
+    """This process's peak resident memory so far (it only grows)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _floats(value: Any) -> list[float]:
@@ -150,6 +161,9 @@ HOSTILE = st.one_of(
             {"type": "ResStage", "depth": 10**5, "out_channels": 8},
             {"type": "Conv3d", "out_channels": 2**20, "kernel_size": 7},
             {"type": "Linear", "out_features": 2**24},
+            8192,
+            131_072,
+            2**24,
         ]
     ),
     st.integers(),
@@ -192,7 +206,7 @@ def hostile_specs(draw: st.DrawFn) -> dict[str, Any]:
         parent: Any = spec
         for part in path[:-1]:
             parent = parent[part]
-        value = draw(HOSTILE)
+        value = copy.deepcopy(draw(HOSTILE))  # never mutate the shared hostile values
         if isinstance(parent, list) and draw(st.booleans()):
             parent.insert(path[-1], value)
         else:

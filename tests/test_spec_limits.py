@@ -281,3 +281,13 @@ def test_a_spec_cached_under_loose_limits_is_checked_again_under_strict_ones(
     assert load_spec(path).name == "tiny"
     with pytest.raises(SpecError, match=r"Limits\.values"):
         load_spec(path, limits=Limits(values=20))
+
+
+@pytest.mark.parametrize("axis", ["frames", "height", "width"])
+def test_an_input_clip_beyond_the_size_limit_is_refused_at_its_axis(axis: str) -> None:
+    spec = load_spec("tiny_mvit").to_dict()
+    spec["input"][axis] = 131_072  # MViT would build a table of 32,768 x 32,768 for it
+    with pytest.raises(SpecError, match=rf"input\.{axis}: {axis} 131072 is too large.*input_size"):
+        load_spec(spec)
+    with raised_limits(input_size=2**24):
+        assert load_spec(spec, check_shapes=False)["input"][axis] == 131_072

@@ -61,6 +61,8 @@ class Limits:
     """Characters of one string once its interpolations are resolved."""
     integer: int = 2**24
     """Magnitude of any integer in a spec (widths, classes, sizes: 16,777,216)."""
+    input_size: int = 8192
+    """Frames, height and width of the input clip, each (some layers build tables per axis)."""
     modules: int = 20_000
     """Modules built from one spec, repeats and depths expanded (ResNet-1001 has 3,000)."""
     parameters: int = 20_000_000_000

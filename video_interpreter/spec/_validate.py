@@ -132,8 +132,15 @@ def _integral_float_for(instance: Any, options: Any) -> bool:
 
 
 def _value_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
-    """Numbers that are not finite, integers beyond ``Limits.integer``."""
+    """Numbers that are not finite, integers beyond ``Limits.integer``, an input clip beyond
+    ``Limits.input_size``."""
     limits = current_limits()
+    clip = data.get("input") if isinstance(data, dict) else None
+    for axis in ("frames", "height", "width"):
+        size = clip.get(axis) if isinstance(clip, dict) else None
+        if isinstance(size, int) and limits.input_size < size <= limits.integer:
+            problem = limit_problem("input_size", limits, f"{axis} {size} is too large", ())
+            yield smap.problem(problem.message, ("input", axis), value=size, hint=problem.hint)
     stack: list[tuple[tuple[PathPart, ...], Any]] = [((), data)]
     while stack:
         path, value = stack.pop()
