@@ -291,3 +291,20 @@ def test_an_input_clip_beyond_the_size_limit_is_refused_at_its_axis(axis: str) -
         load_spec(spec)
     with raised_limits(input_size=2**24):
         assert load_spec(spec, check_shapes=False)["input"][axis] == 131_072
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_many_values_or_a_long_string_are_refused_in_either_format(
+    write_spec: WriteSpec, suffix: str
+) -> None:
+    spec = tiny_spec()
+    spec["description"] = list(range(2000))
+    text = json.dumps(spec) if suffix == ".json" else yaml.safe_dump(spec)
+    path = write_spec(text, f"many{suffix}")
+    with pytest.raises(SpecError, match=r"too many values.*over the limit of 1,000"):
+        load_spec(path, limits=Limits(values=1000))
+    spec["description"] = "x" * 2000
+    text = json.dumps(spec) if suffix == ".json" else yaml.safe_dump(spec, width=10**6)
+    path = write_spec(text, f"long{suffix}")
+    with pytest.raises(SpecError, match=r"a string of 2,000 characters.*Limits\.string_chars"):
+        load_spec(path, limits=Limits(string_chars=1000))

@@ -182,6 +182,9 @@ def check_yaml_text(text: str, file: str, limits: Limits) -> None:
     try:
         for event in yaml.parse(text, Loader=_loader()):
             if isinstance(event, yaml.ScalarEvent):
+                if len(event.value) > limits.string_chars:
+                    what = f"a string of {len(event.value):,} characters"
+                    raise refuse("string_chars", what, event)
                 if event.anchor is not None:
                     sizes[event.anchor] = (1, 0)
                 add(1, 0, event)

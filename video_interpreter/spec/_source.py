@@ -16,7 +16,14 @@ from typing import Any
 import yaml
 
 from ..errors import PathPart, Problem, SpecError
-from ._limits import Limits, check_json_text, check_yaml_text, current_limits, limit_problem
+from ._limits import (
+    Limits,
+    check_document,
+    check_json_text,
+    check_yaml_text,
+    current_limits,
+    limit_problem,
+)
 
 __all__ = ["Location", "SourceMap", "read_document", "read_text", "read_value"]
 
@@ -256,6 +263,8 @@ def read_document(
                     )
                 ]
             ) from exc
+        for name, what, at in check_document(data, limits):  # JSON has no aliases: its size
+            raise SpecError([limit_problem(name, limits, what, at, file=file)])
         try:
             node = yaml.compose(text, Loader=_SafeLoader)
         except yaml.YAMLError:
