@@ -218,6 +218,15 @@ def test_an_overrides_unknown_key_is_blamed_on_the_override(write_spec: WriteSpe
     ]
 
 
+def test_what_an_override_creates_is_blamed_on_the_override(write_spec: WriteSpec) -> None:
+    path = write_spec(yaml.safe_dump(TINY, sort_keys=False))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, overrides=["heads.extra.num_classes=3"])
+    assert [str(p) for p in info.value.problems] == [
+        "--set heads.extra.num_classes=3: heads.extra: missing required key 'type'"
+    ]
+
+
 @pytest.mark.parametrize("how", ["absolute", "parent"])
 def test_extends_outside_the_spec_folder_is_refused_unless_allowed(
     tmp_path: Path, how: str

@@ -233,6 +233,9 @@ def _apply_override(config: DictConfig, smap: SourceMap, item: str, limits: Limi
         what = f"the override nests {len(path) + height} deep"
         raise SpecError([limit_problem("nesting", limits, what, path, file=where.file)])
     local = SourceMap({path: where}, {path: where})
+    for end in range(1, len(path)):  # what the override creates is blamed on the override
+        if path[:end] not in smap.values:
+            local.values[path[:end]] = where
     problems = list(_resolver_problems(value, path, local))
     if problems:
         raise SpecError(problems)

@@ -327,16 +327,10 @@ def check_parameters(modules: Iterable[nn.Module], limits: Limits) -> int:
     ``SpecError`` when they are more than ``limits.parameters``."""
     total = sum(p.numel() for module in modules for p in module.parameters())
     if total > limits.parameters:
-        gib = total * 4 / 2**30
-        raise SpecError(
-            [
-                limit_problem(
-                    "parameters",
-                    limits,
-                    f"the model has {total:,} parameters ({gib:,.0f} GiB in float32)",
-                )
-            ]
-        )
+        size = total * 4
+        shown = f"{size / 2**30:,.0f} GiB" if size >= 2**30 else f"{size / 2**20:,.1f} MiB"
+        what = f"the model has {total:,} parameters ({shown} in float32)"
+        raise SpecError([limit_problem("parameters", limits, what)])
     return total
 
 
