@@ -5,6 +5,12 @@ A document with none of the three skips omegaconf, which would return it unchang
 omegaconf objects never leave this module: the result is a plain dict. Interpolation between
 values of the spec (``${input.frames}``) is allowed; resolvers (``${oc.env:HOME}`` or anything
 registered by other code) are refused before anything is resolved, so a spec cannot read the host.
+``extends`` reads only the spec's own folder, the architectures folders and spec names, unless
+the caller allows more.
+
+Before resolving, the cost of resolving is measured (values, nesting, string length of the
+result, each reference counted as often as it is used) and refused beyond ``Limits``; unknown
+top-level keys are refused first, so a bomb under a key the schema would reject costs nothing.
 """
 
 from __future__ import annotations
