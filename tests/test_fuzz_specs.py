@@ -182,7 +182,10 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-REAL = {name: load_spec(name).to_dict() for name in ("tiny_resnet", "tiny_swin", "tiny_mvit")}
+REAL = {
+    name: load_spec(name).to_dict()
+    for name in ("tiny_resnet", "tiny_swin", "tiny_mvit", "tiny_two_pathway")
+}
 
 
 def _leaves(value: Any) -> list[tuple[Any, ...]]:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from video_interpreter import SpecError, build_model, load_spec
+from video_interpreter.layers import Graph
 from video_interpreter.spec._validate import reserved_name_reason
 
 from .conftest import tiny_spec
@@ -107,8 +108,16 @@ def test_where_a_number_is_expected_integral_floats_are_the_same_value() -> None
     assert load_spec(as_float).fingerprint == load_spec(as_int).fingerprint
 
 
-# Every name a child of a torch container cannot take, from torch itself.
-TAKEN = sorted({n for c in (nn.Sequential(), nn.ModuleDict()) for n in dir(c) if n.isidentifier()})
+# Every name a child of a container cannot take, from the containers themselves.
+GRAPH = Graph({"node": nn.Identity()}, {"node": ("input",)})
+TAKEN = sorted(
+    {
+        n
+        for c in (nn.Sequential(), nn.ModuleDict(), GRAPH)
+        for n in dir(c)
+        if n.isidentifier() and n not in c._modules
+    }
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -140,6 +149,24 @@ def test_every_name_the_spec_accepts_builds(name: str) -> None:
     model = build_model(spec, device="meta")
     assert name in dict(model.backbone.named_children())
     assert name in model.heads
+
+
+@pytest.mark.parametrize("name", ["wiring", "output", "last_use", "run"])
+def test_a_graph_node_named_like_a_graph_attribute_is_refused(name: str) -> None:
+    spec = load_spec("tiny_two_pathway").to_dict()
+    spec["backbone"][0]["name"] = name
+    spec["backbone"][3]["inputs"] = [name]
+    spec["heads"]["motion"]["inputs"] = [name]
+    with pytest.raises(SpecError, match=rf"backbone\[0\]\.name: node name '{name}' cannot"):
+        load_spec(spec)
+
+
+def test_a_graph_with_ordinary_names_still_builds() -> None:
+    spec = load_spec("tiny_two_pathway").to_dict()
+    spec["backbone"][0]["name"] = "fast_path"
+    spec["backbone"][3]["inputs"] = ["fast_path"]
+    spec["heads"]["motion"]["inputs"] = ["fast_path"]
+    assert "fast_path" in dict(build_model(spec, device="meta").backbone.named_children())
 
 
 @pytest.mark.parametrize("name", ["training", "forward", "type", "__class__", "__foo__"])
@@ -213,8 +240,8 @@ def test_an_overrides_unknown_key_is_blamed_on_the_override(write_spec: WriteSpe
     with pytest.raises(SpecError) as info:
         load_spec(path, overrides=["heads.action.y=1"])
     assert [str(p) for p in info.value.problems] == [
-        "--set heads.action.y=1: heads.action.y: unknown key 'y'; valid keys: dropout, name, "
-        "num_classes, type"
+        "--set heads.action.y=1: heads.action.y: unknown key 'y'; valid keys: dropout, inputs, "
+        "name, num_classes, type"
     ]
 
 

@@ -20,7 +20,7 @@ from jsonschema.exceptions import ValidationError
 from torch import nn
 
 from ..errors import PathPart, Problem
-from ..layers import LAYERS, LayerRegistry, closest_names
+from ..layers import LAYERS, Graph, LayerRegistry, closest_names
 from ._limits import current_limits, limit_problem, repeated_blocks
 from ._schema import schema_validator
 from ._source import SourceMap
@@ -160,25 +160,31 @@ def _value_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
 
 
 # Names a child module cannot take: what its container already has (methods, ``training``,
-# ``_modules`` ...) and Python's own dunder names. Nodes live in a Sequential, heads in a
-# ModuleDict; both are checked for either, so a name never depends on where it is used.
+# ``_modules``, a graph's ``wiring`` ...) and Python's own dunder names. Nodes live in a
+# Sequential or a Graph, heads in a ModuleDict; every name is checked against all of them, so
+# whether a name is taken never depends on where it is used.
+def _taken(probe: nn.Module) -> frozenset[str]:
+    return frozenset(name for name in dir(probe) if name not in probe._modules)
+
+
 _CONTAINERS = (
-    (nn.Module(), "every torch module"),
-    (nn.Sequential(), "torch's Sequential"),
-    (nn.ModuleDict(), "torch's ModuleDict"),
+    (_taken(nn.Module()), "every torch module"),
+    (_taken(nn.Sequential()), "torch's Sequential"),
+    (_taken(nn.ModuleDict()), "torch's ModuleDict"),
+    (_taken(Graph({"node": nn.Identity()}, {"node": ("input",)})), "a backbone graph"),
 )
 
 
 def reserved_name_reason(name: str) -> str | None:
-    """Why ``name`` cannot name a module in a torch container, or None if it can."""
+    """Why ``name`` cannot name a module in a container of this package, or None if it can."""
     if not name:
         return "it is empty"
     if "." in name:
         return "a dot separates names in state-dict keys"
     if name.startswith("__") and name.endswith("__"):
         return "it is a Python special name"
-    for container, owner in _CONTAINERS:
-        if hasattr(container, name):
+    for taken, owner in _CONTAINERS:
+        if name in taken:
             return f"it is an attribute of {owner}"
     return None
 
