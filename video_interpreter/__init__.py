@@ -44,7 +44,7 @@ from .layers import (
     register_layer,
 )
 from .model import VideoInterpreter, build_model
-from .spec import ArchitectureSpec, architecture_schema, load_spec
+from .spec import ArchitectureSpec, Limits, architecture_schema, load_spec, raised_limits
 from .store import ModelStore
 from .summary import ModelSummary, summarize
 from .training import EpochResult, fit
@@ -61,6 +61,7 @@ __all__ = [
     "CheckpointMetadata",
     "EpochResult",
     "Layout",
+    "Limits",
     "LoadError",
     "LoadReport",
     "ModelStore",
@@ -87,6 +88,7 @@ __all__ = [
     "load_model",
     "load_spec",
     "load_weights",
+    "raised_limits",
     "read_metadata",
     "register_layer",
     "render_diagram",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from ..checkpoint import (
     read_metadata,
     sha256_file,
 )
+from ._arguments import check_output_file, json_text
 
 __all__ = ["register"]
 
@@ -76,7 +76,7 @@ def _inspect(args: argparse.Namespace) -> int:
         out = meta.to_dict()
         if digest:
             out["sha256"] = digest
-        print(json.dumps(out, indent=2, default=str))
+        print(json_text(out))
         return 0
     rows: list[tuple[str, str]] = [
         ("file", f"{meta.path} ({_size(meta.size_bytes)}, {meta.format})"),
@@ -115,12 +115,14 @@ def _convert(args: argparse.Namespace) -> int:
         if len(args.paths) != 3:
             parser.error(f"convert --from {args.library} takes ARCH IN OUT")
         architecture, source, destination = args.paths
+        check_output_file(Path(destination))
         saved, report = import_state_dict(architecture, source, destination, library=args.library)
         print(report.summary())
     else:
         if len(args.paths) != 2:
             parser.error("convert takes IN OUT (or --from LIBRARY ARCH IN OUT)")
         source, destination = args.paths
+        check_output_file(Path(destination))
         saved = convert_checkpoint(
             source,
             destination,
