@@ -31,28 +31,13 @@ from ._limits import Limits, check_document, current_limits, limit_problem
 from ._lookup import architecture_roots, find_spec_file
 from ._source import Location, SourceMap, SpecPath, read_document, read_text, read_value
 
-__all__ = ["TOP_LEVEL_KEYS", "Composed", "Source", "compose", "parse_dotted_path"]
-
-
-@dataclass(frozen=True)
-class Source:
-    """A file a spec was composed from, with the text that was read."""
-
-    path: Path
-    text: str
-
-    def unchanged(self) -> bool:
-        try:
-            return self.path.read_text(encoding="utf-8") == self.text
-        except (OSError, UnicodeDecodeError):
-            return False
+__all__ = ["TOP_LEVEL_KEYS", "Composed", "compose", "parse_dotted_path"]
 
 
 @dataclass(frozen=True)
 class Composed:
     data: dict[str, Any]
     smap: SourceMap
-    sources: tuple[Source, ...] = ()  # every file read, the spec's own first
 
 
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)")
@@ -138,7 +123,6 @@ class _Chain:
     limits: Limits
     allow_external: bool
     home: Path  # the spec's own folder (the working directory for a mapping)
-    sources: list[Source]
 
     def trusted(self) -> tuple[Path, ...]:
         """The folders whose files ``extends`` may name (looked up only when a spec extends)."""
@@ -206,7 +190,6 @@ def _load_chain(
 ) -> tuple[DictConfig, SourceMap]:
     if text is None:
         text = read_text(path, chain.limits)
-        chain.sources.append(Source(path, text))
     data, smap = read_document(path, text, chain.limits)
     problems = list(_resolver_problems(data, (), smap))
     if problems:
@@ -399,17 +382,16 @@ def compose(
     limits = limits or current_limits()
     if isinstance(source, Path):
         resolved = source.resolve()
-        chain = _Chain(limits, allow_external_extends, resolved.parent, [])
+        chain = _Chain(limits, allow_external_extends, resolved.parent)
         text = read_text(resolved, limits)
-        chain.sources.append(Source(resolved, text))
         document, smap = read_document(resolved, text, limits)
         if not overrides and not _needs_omegaconf(document):
             # omegaconf would return it unchanged
-            return Composed(_plain(document), smap, tuple(chain.sources))
+            return Composed(_plain(document), smap)
         config, smap = _load_chain(resolved, (resolved,), chain, text)
     else:
         here = Path.cwd().resolve()
-        chain = _Chain(limits, allow_external_extends, here, [])
+        chain = _Chain(limits, allow_external_extends, here)
         smap = SourceMap({(): Location("<mapping>")})
         _check_plain(dict(source), smap, limits)
         problems = list(_resolver_problems(dict(source), (), smap))
@@ -436,7 +418,7 @@ def compose(
         raise SpecError([_omegaconf_problem(exc, smap, "cannot resolve interpolation")]) from exc
     assert isinstance(resolved_data, dict)
     _check_plain(resolved_data, smap, limits)
-    return Composed(_plain(resolved_data), smap, tuple(chain.sources))
+    return Composed(_plain(resolved_data), smap)
 
 
 def _plain(data: dict[Any, Any]) -> dict[str, Any]:
