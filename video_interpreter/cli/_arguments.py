@@ -40,26 +40,26 @@ class CommandError(Exception):
         self.code = code
 
 
-def non_negative_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 0, or a usage error that says what was given."""
+def _integer_at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= {minimum}, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 0, or a usage error that says what was given."""
+    return _integer_at_least(0, text)
 
 
 def positive_int(text: str) -> int:
     """An ``argparse`` type: an integer >= 1, or a usage error that says what was given."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+    return _integer_at_least(1, text)
 
 
 _LIMIT_NAMES = tuple(Limits.__dataclass_fields__)

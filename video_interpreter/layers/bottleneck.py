@@ -11,6 +11,7 @@ Module and parameter names follow pytorchvideo's (``res_blocks.0.branch2.conv_b`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -162,8 +163,23 @@ class ResBlock(nn.Module):
 
 
 class _Stage(nn.Module):
-    def __init__(self, blocks: list[ResBlock]) -> None:
+    """``depth`` residual blocks; the first takes ``stride`` and the change of width, and
+    ``branch(index, in_channels, stride)`` makes each block's main branch."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        depth: int,
+        stride: int,
+        branch: Callable[[int, int, int], BottleneckBlock],
+    ) -> None:
         super().__init__()
+        blocks = []
+        for index in range(depth):
+            block_in, block_stride = (in_channels, stride) if index == 0 else (out_channels, 1)
+            main = branch(index, block_in, block_stride)
+            blocks.append(ResBlock(block_in, out_channels, block_stride, main))
         self.res_blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
@@ -204,26 +220,19 @@ class X3DStage(_Stage):
         stride: int = 2,
         se_ratio: float = 0.0625,
     ) -> None:
-        super().__init__(
-            [
-                ResBlock(
-                    in_channels if index == 0 else out_channels,
-                    out_channels,
-                    stride if index == 0 else 1,
-                    BottleneckBlock(
-                        in_channels if index == 0 else out_channels,
-                        inner_channels,
-                        out_channels,
-                        stride=stride if index == 0 else 1,
-                        kernel_b=(3, 3, 3),
-                        depthwise=True,
-                        se=se_ratio if index % 2 == 0 else 0.0,
-                        swish=True,
-                    ),
-                )
-                for index in range(depth)
-            ]
-        )
+        def branch(index: int, block_in: int, block_stride: int) -> BottleneckBlock:
+            return BottleneckBlock(
+                block_in,
+                inner_channels,
+                out_channels,
+                stride=block_stride,
+                kernel_b=(3, 3, 3),
+                depthwise=True,
+                se=se_ratio if index % 2 == 0 else 0.0,
+                swish=True,
+            )
+
+        super().__init__(in_channels, out_channels, depth, stride, branch)
 
 
 def _resnet_stage_type(
@@ -266,20 +275,13 @@ class BottleneckStage(_Stage):
         stride: int = 1,
         temporal_kernel: int = 1,
     ) -> None:
-        super().__init__(
-            [
-                ResBlock(
-                    in_channels if index == 0 else out_channels,
-                    out_channels,
-                    stride if index == 0 else 1,
-                    BottleneckBlock(
-                        in_channels if index == 0 else out_channels,
-                        inner_channels,
-                        out_channels,
-                        stride=stride if index == 0 else 1,
-                        kernel_a=(temporal_kernel, 1, 1),
-                    ),
-                )
-                for index in range(depth)
-            ]
-        )
+        def branch(index: int, block_in: int, block_stride: int) -> BottleneckBlock:
+            return BottleneckBlock(
+                block_in,
+                inner_channels,
+                out_channels,
+                stride=block_stride,
+                kernel_a=(temporal_kernel, 1, 1),
+            )
+
+        super().__init__(in_channels, out_channels, depth, stride, branch)
