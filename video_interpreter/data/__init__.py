@@ -10,6 +10,6 @@
 one goes, so no single frame and no average of frames tells the classes apart.
 """
 
-from ._moving_squares import MovingSquares, Split
+from ._moving_squares import MovingSquares, Split, seed_of
 
-__all__ = ["MovingSquares", "Split"]
+__all__ = ["MovingSquares", "Split", "seed_of"]

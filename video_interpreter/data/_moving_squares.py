@@ -9,19 +9,26 @@ frames in order to do better than chance.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import TrainingError
 
-__all__ = ["MovingSquares", "Split"]
+__all__ = ["MovingSquares", "Split", "seed_of"]
 
 Split = Literal["train", "val"]
 _SPLITS: tuple[Split, ...] = ("train", "val")
+
+
+def seed_of(*parts: int) -> int:
+    """A seed for ``torch.Generator.manual_seed`` that depends on ``parts`` alone (a hash of
+    them: neighbouring parts give unrelated streams)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # manual_seed takes 63 bits
 
 
 class MovingSquares(Dataset[tuple[torch.Tensor, int]]):
@@ -100,22 +107,22 @@ class MovingSquares(Dataset[tuple[torch.Tensor, int]]):
         index %= self.size
         label = index % len(self.CLASSES)
         leftward, upward = divmod(label, 2)
-        rng = np.random.default_rng((self.seed, _SPLITS.index(self.split), index))
+        rng = torch.Generator().manual_seed(seed_of(self.seed, _SPLITS.index(self.split), index))
         channels, frames, height, width = self.shape
         side, step, travel = self.side, self.step, self.travel
-        clip = rng.standard_normal((frames, height, width), dtype=np.float32)
-        clip *= self.noise
-        moves = step * np.arange(frames)
+
+        def draw(high: int) -> int:  # uniform in 0..high-1
+            return int(torch.randint(high, (), generator=rng))
+
+        clip = torch.randn((frames, height, width), generator=rng) * self.noise
+        moves = [step * t for t in range(frames)]
         # The horizontal square: a random row, a start that keeps its whole path in the frame.
-        row = rng.integers(0, height - side + 1)
-        start = rng.integers(0, width - side - travel + 1)
-        xs = start + (travel - moves if leftward else moves)
+        row, start = draw(height - side + 1), draw(width - side - travel + 1)
+        xs = [start + (travel - m if leftward else m) for m in moves]
         # The vertical square, likewise along a random column.
-        column = rng.integers(0, width - side + 1)
-        start = rng.integers(0, height - side - travel + 1)
-        ys = start + (travel - moves if upward else moves)
+        column, start = draw(width - side + 1), draw(height - side - travel + 1)
+        ys = [start + (travel - m if upward else m) for m in moves]
         for t in range(frames):
             clip[t, row : row + side, xs[t] : xs[t] + side] += 1.0
             clip[t, ys[t] : ys[t] + side, column : column + side] += 1.0
-        video = torch.from_numpy(clip).unsqueeze(0).expand(channels, -1, -1, -1)
-        return video.contiguous(), label
+        return clip.unsqueeze(0).expand(channels, -1, -1, -1).contiguous(), label

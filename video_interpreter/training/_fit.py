@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data import seed_of
 from ..errors import TrainingError
 from ..store import Entry, ModelStore
 
@@ -214,7 +214,7 @@ def _epochs(
     for epoch in numbers:
         started = time.perf_counter()
         # The order of an epoch depends only on (seed, epoch): a resumed run draws the same.
-        order = int(np.random.SeedSequence((seed, epoch)).generate_state(1)[0])
+        order = seed_of(seed, epoch)
         loader = _loader(train_set, batch_size, order, shuffle=True)
         train_loss = train_one_epoch(model, optimizer, loader, head=head, scheduler=scheduler)
         val_loss, val_acc = evaluate(model, val_set, head=head, batch_size=2 * batch_size)
