@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=512, help="training clips per epoch")
     parser.add_argument("--val-clips", type=int, default=256, help="validation clips")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW's peak learning rate")
+    parser.add_argument("--lr", type=float, default=1e-2, help="AdamW's peak learning rate")
     parser.add_argument("--keep", type=int, default=2, help="checkpoints and models to keep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the store's last run")

@@ -31,7 +31,7 @@ from ._arguments import non_negative_int, positive_int
 __all__ = ["register"]
 
 _EXIT_INVALID = 2
-_LR, _WEIGHT_DECAY, _BATCH = 3e-3, 0.05, 32  # as examples/train.py's defaults
+_LR, _WEIGHT_DECAY, _BATCH = 1e-2, 0.05, 32  # as examples/train.py's defaults
 
 
 def register(commands: Any) -> None:
