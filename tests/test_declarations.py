@@ -303,14 +303,18 @@ def x3d_stage(draw: Draw) -> Case:
 
 @st.composite
 def bottleneck_stage(draw: Draw) -> Case:
+    depth = draw(ints(1, 3))
+    odd = st.sampled_from([1, 3, 5])
     params = {
-        "depth": draw(ints(1, 2)),
+        "depth": depth,
         "out_channels": draw(ints(1, 8)),
         "inner_channels": draw(ints(1, 8)),
         "stride": draw(ints(1, 3)),
         # Odd only: an even kernel lengthens the clip, which torch may broadcast against the
-        # shortcut (from one frame) where the type refuses it.
-        "temporal_kernel": draw(st.sampled_from([1, 3, 5])),
+        # shortcut (from one frame) where the type refuses it. A list may miss the depth.
+        "temporal_kernel": draw(
+            st.one_of(odd, st.lists(odd, min_size=depth - 1, max_size=depth + 1))
+        ),
     }
     return params, draw(CLIPS)
 

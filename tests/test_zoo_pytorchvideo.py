@@ -66,11 +66,14 @@ def test_a_pytorchvideo_state_dict_converts_from_the_command_line_api(tmp_path: 
 
 
 def _slow_and_slowfast(arch: str) -> nn.Module:
-    """pytorchvideo's builders of the hub's slow_r50 and slowfast_r50, pooling (for the head) a
+    """pytorchvideo's builders of the hub's ResNets and SlowFast, pooling (for the head) a
     (frames, crop / 32, crop / 32) window of each pathway at the reduced clip."""
     grid = (CROP // 32, CROP // 32)
-    if arch == "slow_r50":
-        model: nn.Module = create_resnet(
+    if arch in ("c2d_r50", "i3d_r50"):  # a temporal max-pool halves the frames after res2
+        builder = getattr(hub, arch)
+        model: nn.Module = builder(pretrained=False, head_pool_kernel_size=(FRAMES // 2, *grid))
+    elif arch == "slow_r50":
+        model = create_resnet(
             stem_conv_kernel_size=(1, 7, 7), head_pool_kernel_size=(FRAMES, *grid), model_depth=50
         )
     else:
@@ -82,8 +85,8 @@ def _slow_and_slowfast(arch: str) -> nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("arch", ["slow_r50", "slowfast_r50"])
-def test_slow_and_slowfast_import_pytorchvideos_weights_and_give_its_outputs(arch: str) -> None:
+@pytest.mark.parametrize("arch", ["c2d_r50", "i3d_r50", "slow_r50", "slowfast_r50"])
+def test_resnets_and_slowfast_import_pytorchvideos_weights_and_give_its_outputs(arch: str) -> None:
     reference = _slow_and_slowfast(arch)
     overrides = [f"input.frames={FRAMES}", f"input.height={CROP}", f"input.width={CROP}"]
     ours = build_model(arch, overrides=overrides).eval()

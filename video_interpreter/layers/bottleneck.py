@@ -11,7 +11,7 @@ Module and parameter names follow pytorchvideo's (``res_blocks.0.branch2.conv_b`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -235,14 +235,32 @@ class X3DStage(_Stage):
         super().__init__(in_channels, out_channels, depth, stride, branch)
 
 
-def _resnet_stage_type(
-    x: SampleType, *, out_channels: int, stride: int, temporal_kernel: int, **_: Any
-) -> SampleType:
-    if temporal_kernel % 2 == 0:
+def _temporal_kernels(temporal_kernel: int | Sequence[int], depth: int) -> list[int]:
+    """One conv_a time kernel per block: a single value for all, or a list of ``depth``."""
+    kernels = [temporal_kernel] * depth if isinstance(temporal_kernel, int) else temporal_kernel
+    if len(kernels) != depth:
         raise ShapeError(
-            f"temporal_kernel {temporal_kernel} must be odd: an even one changes the clip's "
+            f"temporal_kernel lists {len(kernels)} kernels for depth={depth} blocks; give one "
+            "per block or a single one for all"
+        )
+    if any(k % 2 == 0 for k in kernels):
+        raise ShapeError(
+            f"temporal kernels {list(kernels)} must be odd: an even one changes the clip's "
             "length, which the residual shortcut keeps"
         )
+    return list(kernels)
+
+
+def _resnet_stage_type(
+    x: SampleType,
+    *,
+    depth: int,
+    out_channels: int,
+    stride: int,
+    temporal_kernel: int | Sequence[int],
+    **_: Any,
+) -> SampleType:
+    _temporal_kernels(temporal_kernel, depth)
     return clip(out_channels, *conv_sizes(x.sizes[1:], (1, 3, 3), (1, stride, stride), (0, 1, 1)))
 
 
@@ -253,8 +271,9 @@ def _resnet_stage_type(
         "inner_channels": {**POSITIVE_INT, "description": "the bottlenecks' (narrower) width"},
         "stride": {**POSITIVE_INT, "description": "spatial stride of the first block"},
         "temporal_kernel": {
-            **POSITIVE_INT,
-            "description": "conv_a's kernel in time (1: spatial only, as Slow's early stages)",
+            "anyOf": [POSITIVE_INT, {"type": "array", "items": POSITIVE_INT, "minItems": 1}],
+            "description": "conv_a's kernel in time, for all blocks or a list with one per block "
+            "(1: spatial only, as Slow's early stages; I3D alternates 3 and 1)",
         },
     },
     infer={"in_channels": channels},
@@ -273,15 +292,17 @@ class BottleneckStage(_Stage):
         out_channels: int,
         inner_channels: int,
         stride: int = 1,
-        temporal_kernel: int = 1,
+        temporal_kernel: int | Sequence[int] = 1,
     ) -> None:
+        kernels = _temporal_kernels(temporal_kernel, depth)
+
         def branch(index: int, block_in: int, block_stride: int) -> BottleneckBlock:
             return BottleneckBlock(
                 block_in,
                 inner_channels,
                 out_channels,
                 stride=block_stride,
-                kernel_a=(temporal_kernel, 1, 1),
+                kernel_a=(kernels[index], 1, 1),
             )
 
         super().__init__(in_channels, out_channels, depth, stride, branch)
