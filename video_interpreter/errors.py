@@ -15,7 +15,9 @@ Exception tree::
     ├── DiagramError(RuntimeError)     Graphviz missing or failing (video_interpreter.diagram)
     │   └── GraphvizNotFoundError
     ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
-    └── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+    ├── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+    └── CompressionError(ValueError)   an unknown quantisation scheme, a model no scheme can
+                                       quantise, or torchao missing (video_interpreter.compress)
 
 Every error says what failed, where, and what would be valid or what to do next.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 __all__ = [
     "BuildError",
     "CheckpointError",
+    "CompressionError",
     "PathPart",
     "Problem",
     "RegistrationError",
@@ -118,6 +121,11 @@ class BuildError(VideoInterpreterError, RuntimeError):
 
 class CheckpointError(VideoInterpreterError, ValueError):
     """A checkpoint file is unreadable, corrupt, unsafe to open or does not fit its target."""
+
+
+class CompressionError(VideoInterpreterError, ValueError):
+    """A model cannot be quantised as asked, or a quantised model cannot be restored here
+    (torchao, the optional ``compress`` extra, is not installed)."""
 
 
 class StoreError(VideoInterpreterError, RuntimeError):
