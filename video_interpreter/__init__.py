@@ -24,6 +24,7 @@ from .diagram import render_diagram
 from .errors import (
     BuildError,
     CheckpointError,
+    CompressionError,
     Problem,
     RegistrationError,
     RegistryError,
@@ -56,6 +57,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",
+    "CompressionError",
     "Layout",
     "LoadError",
     "LoadReport",

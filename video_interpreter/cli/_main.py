@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ..errors import SpecError, VideoInterpreterError
 from . import (
     _checkpoint_commands,
+    _compress_command,
     _demo_command,
     _distributed_commands,
     _spec_commands,
@@ -25,6 +26,7 @@ _GROUPS = (
     _spec_commands,
     _view_commands,
     _checkpoint_commands,
+    _compress_command,
     _store_commands,
     _distributed_commands,
     _demo_command,

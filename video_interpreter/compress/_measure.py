@@ -138,6 +138,7 @@ class CompressionResult:
     quantized_fraction: float  # share of the parameters quantised (0 for a storage dtype)
     threads: int
     clips: int
+    clip_shape: tuple[int, ...]  # (C, T, H, W): the spec's input, the timed batch-1 clip
     latency_before_ms: float | None = None
     latency_after_ms: float | None = None
     agreement: Agreement | None = None
@@ -229,6 +230,7 @@ def compress_checkpoint(
         quantized_fraction=fraction,
         threads=torch.get_num_threads(),
         clips=clips,
+        clip_shape=tuple(reference.spec.input),
     )
     if not check:
         return result

@@ -1,0 +1,109 @@
+"""Smaller models, side by side: every zoo model in float32, bfloat16 storage and both int8
+schemes; file size, CPU latency and agreement with the float32 model.
+
+For each model: build it (``torch.manual_seed(0)``, so untrained weights), save it as float32
+``.safetensors``, then ``compress_checkpoint`` it each way and load the file back as a user
+would (``load_model``: bfloat16 compute; ``load_quantized``). Latency: eval,
+``inference_mode``, batch 1 at the spec's clip, median of ``--repeats`` after a warm-up, same
+threads for all. Agreement: max abs difference of the logits and top-1 agreement on
+``--clips`` random clips (seed 0), against the float32 model. The weights are untrained, so the
+logits are small and close together: top-1 agreement here is a harsher test than it would be on
+a trained model, whose top class usually leads by a margin. Prints a Markdown table.
+
+    python benchmarks/compress.py [--models r3d_18 video_transformer_s] [--clips 4] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from video_interpreter.checkpoint import load_model, save_model
+from video_interpreter.compress import (
+    agreement,
+    check_clips,
+    compress_checkpoint,
+    latency_ms,
+    load_quantized,
+    run_clips,
+)
+from video_interpreter.model import build_model
+
+MODELS = (
+    "r3d_18",
+    "mc3_18",
+    "r2plus1d_18",
+    "s3d",
+    "mvit_v2_s",
+    "swin3d_t",
+    "video_transformer_s",
+)
+METHODS = ("bfloat16", "int8_weight_only", "int8_dynamic")
+HEADER = (
+    "| model | method | size (MB) | size ratio | latency (ms) | latency ratio "
+    "| max abs diff | top-1 agreement |"
+)
+
+
+def rows(name: str, folder: Path, clips: int, repeats: int) -> list[str]:
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    source = folder / f"{name}.safetensors"
+    saved = save_model(model, source)
+    inputs = check_clips(model, clips)
+    expected = run_clips(model, inputs)
+    before = latency_ms(model, inputs[0], repeats)
+    out = [
+        f"| `{name}` | float32 | {saved.size_bytes / 1e6:.1f} | 1.00 | {before:.0f} | 1.00 "
+        "| 0 | 100% |"
+    ]
+    for method in METHODS:
+        destination = folder / f"{name}_{method}.safetensors"
+        if method == "bfloat16":
+            result = compress_checkpoint(source, destination, dtype=torch.bfloat16)
+            restored = load_model(destination)
+        else:
+            result = compress_checkpoint(source, destination, scheme=method)
+            restored = load_quantized(destination)
+        measured = agreement(expected, run_clips(restored, inputs))
+        after = latency_ms(restored, inputs[0], repeats)
+        label = method
+        if result.quantized_fraction:
+            label += f" ({result.quantized_fraction:.0%} of params)"
+        out.append(
+            f"| `{name}` | {label} | {result.compressed_bytes / 1e6:.1f} | "
+            f"{result.size_ratio:.2f} | {after:.0f} | {after / before:.2f} | "
+            f"{measured.max_abs_diff:.2g} | {measured.top1_agreement:.0%} |"
+        )
+        destination.unlink()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(
+        f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"{args.clips} check clips, median of {args.repeats}"
+    )
+    print(HEADER)
+    print("|" + "---|" * HEADER.count(" | ") + "---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            start = time.perf_counter()
+            for line in rows(name, Path(tmp), args.clips, args.repeats):
+                print(line, flush=True)
+            (Path(tmp) / f"{name}.safetensors").unlink()
+            print(f"<!-- {name}: {time.perf_counter() - start:.0f} s -->", flush=True)
+
+
+if __name__ == "__main__":
+    main()
