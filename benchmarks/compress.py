@@ -80,6 +80,15 @@ def rows(name: str, folder: Path, clips: int, repeats: int) -> list[str]:
             f"{result.size_ratio:.2f} | {after:.0f} | {after / before:.2f} | "
             f"{measured.max_abs_diff:.2g} | {measured.top1_agreement:.0%} |"
         )
+        if method == "bfloat16":  # the same file, loaded back to float32
+            as_float32 = agreement(
+                expected, run_clips(load_model(destination, dtype=torch.float32), inputs)
+            )
+            out.append(
+                f"| `{name}` | bfloat16, loaded as float32 | {result.compressed_bytes / 1e6:.1f} | "
+                f"{result.size_ratio:.2f} | - | - | {as_float32.max_abs_diff:.2g} | "
+                f"{as_float32.top1_agreement:.0%} |"
+            )
         destination.unlink()
     return out
 

@@ -181,6 +181,13 @@ def test_an_edited_scheme_field_is_refused(tmp_path: Path) -> None:
     _rewrite(saved.path, tmp_path / "unknown.pth", scheme="int3")
     with pytest.raises(CheckpointError, match=r"damaged or was edited: unknown .* 'int3'"):
         load_quantized(tmp_path / "unknown.pth")
+    record = read_metadata(saved.path).quantization
+    assert record is not None
+    tensors = {key: dict(entry) for key, entry in record["tensors"].items()}
+    tensors["heads.action.fc.weight"]["shape"] = [10**9, 32]  # never allocated
+    _rewrite(saved.path, tmp_path / "shape.pth", tensors=tensors)
+    with pytest.raises(CheckpointError, match=r"records shape \[1000000000, 32\], the arch"):
+        load_quantized(tmp_path / "shape.pth")
 
 
 def test_save_quantized_refuses_a_float_model_and_load_quantized_a_float_file(

@@ -286,16 +286,24 @@ def _split(
     return plain, parts
 
 
-def _placeholder(path: Path, key: str, entry: Any) -> torch.Tensor:
+def _placeholder(path: Path, key: str, entry: Any, model_state: Mapping[str, Any]) -> torch.Tensor:
     """A float tensor of the recorded shape, quantised and then overwritten by the stored
-    parts: only the model's structure comes from it."""
+    parts: only the model's structure comes from it. The recorded shape must be the
+    architecture's before anything is allocated."""
+    want = model_state.get(key)
+    if want is None:
+        raise _damaged(path, f"{key!r} is not a tensor of the embedded architecture")
     try:
-        shape = [int(n) for n in entry["shape"]]
+        shape = tuple(int(n) for n in entry["shape"])
         dtype = getattr(torch, str(entry["dtype"]))
     except (TypeError, KeyError, ValueError, AttributeError):
         raise _damaged(path, f"the entry of {key!r} has no valid shape and dtype") from None
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise _damaged(path, f"{key!r} records dtype {entry['dtype']!r:.20}")
+    if shape != tuple(want.shape):
+        raise _damaged(
+            path, f"{key!r} records shape {list(shape)}, the architecture has {list(want.shape)}"
+        )
     return torch.zeros(shape, dtype=dtype)
 
 
@@ -360,8 +368,9 @@ def load_quantized(path: str | Path, *, verify: str | None = None) -> VideoInter
     if spec is None:
         raise _damaged(path, "the checkpoint embeds no architecture")
     plain, parts = _split(path, checkpoint.state_dict, recorded)
-    placeholders = {key: _placeholder(path, key, entry) for key, entry in recorded.items()}
     model = build_meta(spec)
+    shapes = model.state_dict()
+    placeholders = {key: _placeholder(path, key, entry, shapes) for key, entry in recorded.items()}
     apply_weights(model, {**plain, **placeholders}, strict=True, keep_source_dtype=True)
     _apply(model, scheme, torchao)
     _restore(path, model, recorded, parts)
