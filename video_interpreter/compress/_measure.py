@@ -6,7 +6,7 @@ measure the difference. Agreement is measured on a fixed set of random clips (se
 run and every method sees the same clips): the largest absolute difference of any logit, and
 the share of (clip, head) pairs whose top-1 class is unchanged. Latency is the median of
 batch-1 forwards at the spec's clip size, in eval mode under ``inference_mode``, with the same
-number of threads for both models.
+number of threads for both models, which take turns forward by forward.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -106,24 +107,30 @@ def agreement(reference: Outputs, candidate: Outputs) -> Agreement:
     return Agreement(len(reference), worst, same / pairs)
 
 
-def latency_ms(model: nn.Module, clip: torch.Tensor, repeats: int = 5) -> float:
-    """Median wall time (ms) of a batch-1 forward of ``clip`` (C, T, H, W), after one warm-up."""
+def latency_ms(models: Sequence[nn.Module], clip: torch.Tensor, repeats: int = 5) -> list[float]:
+    """Median wall time (ms) of a batch-1 forward of ``clip`` (C, T, H, W) through each model,
+    after one warm-up each. The models take turns, forward by forward, so a machine busy with
+    other work slows them alike and their ratio stays meaningful."""
     if repeats < 1:
         raise CompressionError(f"repeats must be at least 1, got {repeats}")
-    batch = clip[None].to(input_dtype(model))
-    was_training = model.training
-    model.eval()
-    times: list[float] = []
+    batches = [clip[None].to(input_dtype(model)) for model in models]
+    modes = [model.training for model in models]
+    times: list[list[float]] = [[] for _ in models]
     try:
+        for model in models:
+            model.eval()
         with torch.inference_mode():
-            model(batch)
-            for _ in range(repeats):
-                start = time.perf_counter()
+            for model, batch in zip(models, batches, strict=True):
                 model(batch)
-                times.append((time.perf_counter() - start) * 1e3)
+            for _ in range(repeats):
+                for index, (model, batch) in enumerate(zip(models, batches, strict=True)):
+                    start = time.perf_counter()
+                    model(batch)
+                    times[index].append((time.perf_counter() - start) * 1e3)
     finally:
-        model.train(was_training)
-    return statistics.median(times)
+        for model, training in zip(models, modes, strict=True):
+            model.train(training)
+    return [statistics.median(measured) for measured in times]
 
 
 @dataclass(frozen=True)
@@ -246,10 +253,11 @@ def compress_checkpoint(
         outputs = run_clips(restored, inputs)
         as_float32 = load_model(destination, dtype=torch.float32)
         float32 = agreement(expected, run_clips(as_float32, inputs))
+    before, after = latency_ms([reference, restored], inputs[0], repeats)
     return replace(
         result,
-        latency_before_ms=latency_ms(reference, inputs[0], repeats),
-        latency_after_ms=latency_ms(restored, inputs[0], repeats),
+        latency_before_ms=before,
+        latency_after_ms=after,
         agreement=agreement(expected, outputs),
         float32_agreement=float32,
     )
