@@ -29,6 +29,7 @@ from video_interpreter.compress import (
 from video_interpreter.errors import CheckpointError, CompressionError
 from video_interpreter.model import VideoInterpreter, build_model
 
+from . import conftest
 from .test_checkpoint import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +123,14 @@ def test_int8_schemes_quantise_linear_layers_and_leave_3d_convolutions_float() -
     conv = quantize(tiny_model(), "int8_weight_only")
     assert coverage(conv)["Conv3d"] == (0, conv.get_parameter("backbone.0.weight").numel() + 4)
     assert coverage(conv)["Linear"][0] == conv.get_parameter("heads.action.fc.weight").numel()
+
+
+def test_a_model_without_linear_layers_is_refused_and_pointed_to_bfloat16_storage() -> None:
+    spec = conftest.tiny_spec()  # Conv3d, BatchNorm3d, ReLU; a convolutional head like S3D's
+    del spec["neck"]
+    spec["heads"] = {"action": {"type": "ConvClassificationHead", "num_classes": 3}}
+    with pytest.raises(CompressionError, match=r"no layer that int8_dynamic quantises.*bfloat16"):
+        quantize(build_model(spec), "int8_dynamic")
 
 
 def test_unknown_scheme_is_refused_with_the_known_ones() -> None:
