@@ -111,12 +111,12 @@ def quantize(model: nn.Module, scheme: str) -> VideoInterpreter:
             f"cannot quantise {spec.name}/{spec.version}: its tensors are on the meta device "
             "(no weights); load or initialise it first"
         )
-    quantized = copy.deepcopy(target)
-    if not isinstance(quantized, VideoInterpreter):
+    if not isinstance(target, VideoInterpreter):
         raise CompressionError(
             f"quantize takes a VideoInterpreter (build_model, load_model), got "
             f"{type(target).__name__}"
         )
+    quantized = copy.deepcopy(target)
     _apply(quantized, chosen, torchao)
     covered = sum(done for done, _ in coverage(quantized).values())
     if covered == 0:
