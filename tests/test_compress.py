@@ -125,12 +125,32 @@ def test_int8_schemes_quantise_linear_layers_and_leave_3d_convolutions_float() -
     assert coverage(conv)["Linear"][0] == conv.get_parameter("heads.action.fc.weight").numel()
 
 
-def test_a_model_without_linear_layers_is_refused_and_pointed_to_bfloat16_storage() -> None:
-    spec = conftest.tiny_spec()  # Conv3d, BatchNorm3d, ReLU; a convolutional head like S3D's
-    del spec["neck"]
+def conv_head_model() -> VideoInterpreter:
+    """Conv3d, BatchNorm3d, ReLU, S3D's neck (AvgPool3d, which has no bfloat16 CPU kernel)
+    and its convolutional head: no Linear layer."""
+    spec = conftest.tiny_spec()
+    spec["neck"] = {"type": "AvgPool3d", "kernel_size": [4, 16, 16], "stride": 1}
     spec["heads"] = {"action": {"type": "ConvClassificationHead", "num_classes": 3}}
+    torch.manual_seed(0)
+    return build_model(spec)
+
+
+def test_a_model_without_linear_layers_is_refused_and_pointed_to_bfloat16_storage() -> None:
     with pytest.raises(CompressionError, match=r"no layer that int8_dynamic quantises.*bfloat16"):
-        quantize(build_model(spec), "int8_dynamic")
+        quantize(conv_head_model(), "int8_dynamic")
+
+
+def test_a_check_the_cpu_cannot_run_in_bfloat16_is_measured_in_float32_and_says_so(
+    tmp_path: Path,
+) -> None:
+    source = save_model(conv_head_model(), tmp_path / "f.pth").path
+    result = compress_checkpoint(
+        source, tmp_path / "h.pth", dtype=torch.bfloat16, check=True, clips=1, repeats=1
+    )
+    assert result.note is not None
+    assert "cannot compute in bfloat16 on cpu" in result.note
+    assert result.note.endswith("measured as loaded in float32")
+    assert result.agreement == result.float32_agreement
 
 
 def test_unknown_scheme_is_refused_with_the_known_ones() -> None:

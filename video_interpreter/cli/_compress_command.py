@@ -101,6 +101,8 @@ def render(result: CompressionResult) -> list[str]:
         lines.append(f"outputs vs SRC: {result.agreement}")
     if result.float32_agreement is not None:
         lines.append(f"loaded as float32: {result.float32_agreement}")
+    if result.note:
+        lines.append(f"note: {result.note}")
     return lines
 
 
