@@ -25,6 +25,7 @@ from .diagram import render_diagram
 from .errors import (
     BuildError,
     CheckpointError,
+    CompressionError,
     Problem,
     RegistrationError,
     RegistryError,
@@ -59,6 +60,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",
+    "CompressionError",
     "EpochResult",
     "Layout",
     "Limits",

@@ -16,7 +16,9 @@ Exception tree::
     │   └── GraphvizNotFoundError
     ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
     ├── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
-    └── TrainingError(ValueError)      a training run or its synthetic data cannot work as asked
+    ├── TrainingError(ValueError)      a training run or its synthetic data cannot work as asked
+    └── CompressionError(ValueError)   an unknown quantisation scheme, a model no scheme can
+                                       quantise, or torchao missing (video_interpreter.compress)
 
 Every error says what failed, where, and what would be valid or what to do next.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 __all__ = [
     "BuildError",
     "CheckpointError",
+    "CompressionError",
     "PathPart",
     "Problem",
     "RegistrationError",
@@ -120,6 +123,11 @@ class BuildError(VideoInterpreterError, RuntimeError):
 
 class CheckpointError(VideoInterpreterError, ValueError):
     """A checkpoint file is unreadable, corrupt, unsafe to open or does not fit its target."""
+
+
+class CompressionError(VideoInterpreterError, ValueError):
+    """A model cannot be quantised as asked, or a quantised model cannot be restored here
+    (torchao, the optional ``compress`` extra, is not installed)."""
 
 
 class StoreError(VideoInterpreterError, RuntimeError):

@@ -12,6 +12,7 @@ from ..model import build_meta, build_model
 from ..spec import SpecSource
 from ..zoo import convert_state_dict
 from ._load import architecture_of
+from ._precision import precision_dtype, storage_state_dict
 from ._read import PathLike, read_checkpoint
 from ._report import LoadReport
 from ._save import checkpoint_format, save_model, write_checkpoint
@@ -34,6 +35,7 @@ def convert_checkpoint(
 
     A plain state dict needs ``spec=``. Optimizer and scheduler state cannot go into
     ``.safetensors``; converting a training checkpoint there needs ``drop_training_state=True``.
+    A storage precision (``save_model(..., dtype=...)``) is kept.
     """
     destination = Path(destination)
     checkpoint = read_checkpoint(
@@ -53,10 +55,14 @@ def convert_checkpoint(
             "the weights only"
         )
     meta = checkpoint.metadata
+    state_dict = model.state_dict()
+    stored = precision_dtype(meta.precision)
+    if stored is not None:  # parameters back in their stored precision, buffers as they were
+        state_dict = storage_state_dict(model, state_dict, stored, destination.name)
     return write_checkpoint(
         destination,
         spec=architecture,
-        state_dict=model.state_dict(),
+        state_dict=state_dict,
         optimizer_state=checkpoint.optimizer_state_dict if keep_training else None,
         scheduler_state=checkpoint.scheduler_state_dict if keep_training else None,
         rng_state=checkpoint.rng_state if keep_training else None,
@@ -67,6 +73,7 @@ def convert_checkpoint(
         notes=meta.notes,
         created=meta.created,
         monitor=meta.monitor,
+        precision=meta.precision,
     )
 
 

@@ -63,6 +63,8 @@ METADATA_FIELDS = (
     "metrics",
     "notes",
     "monitor",
+    "precision",
+    "quantization",
 )
 MONITOR_MODES = ("max", "min")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal, overload
 
 import torch
 from torch import nn
@@ -18,8 +19,9 @@ from ..errors import CheckpointError
 from ..model import VideoInterpreter, build_meta
 from ..spec import ArchitectureSpec, SpecSource, load_spec
 from ._format import restore_rng_state
+from ._precision import precision_dtype
 from ._read import MapLocation, PathLike, read_checkpoint
-from ._report import spec_diff
+from ._report import LoadReport, spec_diff
 from ._save import Stateful
 from ._types import Checkpoint, CheckpointMetadata
 from ._weights import apply_weights, unwrap_model
@@ -74,6 +76,7 @@ def architecture_of(checkpoint: Checkpoint, spec: SpecSource | None) -> Architec
     return resolved
 
 
+@overload
 def load_model(
     path: PathLike,
     *,
@@ -83,22 +86,65 @@ def load_model(
     verify: str | None = None,
     spec: SpecSource | None = None,
     trust_pickle: bool = False,
-) -> VideoInterpreter:
+    return_report: Literal[False] = False,
+) -> VideoInterpreter: ...
+
+
+@overload
+def load_model(
+    path: PathLike,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    strict: bool = True,
+    verify: str | None = None,
+    spec: SpecSource | None = None,
+    trust_pickle: bool = False,
+    return_report: Literal[True],
+) -> tuple[VideoInterpreter, LoadReport]: ...
+
+
+def load_model(
+    path: PathLike,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    strict: bool = True,
+    verify: str | None = None,
+    spec: SpecSource | None = None,
+    trust_pickle: bool = False,
+    return_report: bool = False,
+) -> VideoInterpreter | tuple[VideoInterpreter, LoadReport]:
     """Rebuild the model a checkpoint holds: architecture from its embedded spec (or ``spec=``
     for a plain state dict), weights memory-mapped and assigned, never initialised twice.
 
-    ``device`` (default CPU) and ``dtype`` (default: the checkpoint's) place the weights.
+    ``device`` (default CPU) places the weights. ``dtype`` is the model's floating-point
+    precision; by default the checkpoint's: the precision it was stored in
+    (``save_model(..., dtype=torch.bfloat16)``, buffers included, so the model runs), else
+    its tensors' own. Every tensor converted is listed under "cast" in the load report,
+    which ``return_report=True`` returns beside the model.
     """
     checkpoint = read_checkpoint(
         path, verify=verify, map_location=device or "cpu", trust_pickle=trust_pickle
     )
     architecture = architecture_of(checkpoint, spec)
     model = build_meta(architecture)
-    apply_weights(model, checkpoint, strict=strict, keep_source_dtype=True)
-    if dtype is not None:
-        model.to(dtype=dtype)
+    wanted = dtype if dtype is not None else precision_dtype(checkpoint.metadata.precision)
+    if wanted is None:
+        report = apply_weights(model, checkpoint, strict=strict, keep_source_dtype=True)
+    else:
+        model.to(dtype=wanted)  # on the meta device: only the dtypes change
+        report = apply_weights(model, checkpoint, strict=strict)
+    if report.cast:
+        logger.info(
+            "%s: %d tensors cast to %s (%s)",
+            path,
+            len(report.cast),
+            str(wanted).removeprefix("torch."),
+            report.summary(),
+        )
     logger.debug("loaded %s/%s from %s", architecture.name, architecture.version, path)
-    return model
+    return (model, report) if return_report else model
 
 
 def resume(

@@ -25,11 +25,18 @@ from ..errors import CheckpointError
 from ..spec import ArchitectureSpec
 from ._atomic import sha256_file
 from ._format import FORMAT_NAME, FORMAT_VERSION, checked_monitor, content_digest
+from ._precision import PRECISIONS
 from ._safetensors import SafetensorsHeader, header_digest, read_header, read_tensors
 from ._types import Checkpoint, CheckpointMetadata
 from ._zipcheck import check_torch_zip
 
-__all__ = ["PathLike", "detect_format", "read_checkpoint", "spec_from_checkpoint"]
+__all__ = [
+    "PathLike",
+    "detect_format",
+    "read_checkpoint",
+    "refuse_quantized",
+    "spec_from_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +182,19 @@ def spec_from_checkpoint(spec: Any, fingerprint: Any, path: Path) -> Architectur
     return resolved
 
 
+def refuse_quantized(checkpoint: Checkpoint) -> None:
+    """A quantised checkpoint holds the parts of quantised tensors, which only the compress
+    stage can put back together: say so instead of reporting hundreds of unexpected keys."""
+    quantization = checkpoint.metadata.quantization
+    if quantization is not None:
+        scheme = quantization.get("scheme")
+        raise CheckpointError(
+            f"{checkpoint.path} holds a quantised model (scheme {scheme!r:.40}); load it with "
+            "video_interpreter.compress.load_quantized(path), which needs torchao "
+            "(pip install 'video-interpreter[compress]')"
+        )
+
+
 # -- interpreting what was read ---------------------------------------------------------------
 
 
@@ -204,6 +224,14 @@ def _metadata_fields(fields: Mapping[str, Any], path: Path) -> dict[str, Any]:
     out["spec"] = _optional(Mapping, fields.get("spec"), "spec", path)
     monitor = checked_monitor(fields.get("monitor"), f"{path}: field 'monitor'")
     out["monitor"] = (monitor["metric"], monitor["mode"]) if monitor is not None else None
+    precision = _optional(str, fields.get("precision"), "precision", path)
+    if precision is not None and precision not in PRECISIONS:
+        raise CheckpointError(
+            f"{path}: field 'precision' is {precision!r:.40}; this version reads "
+            f"{', '.join(PRECISIONS)} (the file is damaged or was written by a newer version)"
+        )
+    out["precision"] = precision
+    out["quantization"] = _optional(Mapping, fields.get("quantization"), "quantization", path)
     return out
 
 

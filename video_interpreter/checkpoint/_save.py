@@ -29,6 +29,7 @@ from ._format import (
     now_utc,
     package_version,
 )
+from ._precision import precision_name, storage_state_dict
 from ._safetensors import write_safetensors
 from ._types import SavedCheckpoint
 from ._weights import unwrap_model
@@ -74,8 +75,14 @@ def write_checkpoint(
     notes: str | None = None,
     created: str | None = None,
     monitor: tuple[str, str] | None = None,
+    precision: str | None = None,
+    quantization: Mapping[str, Any] | None = None,
 ) -> SavedCheckpoint:
-    """Write a checkpoint of ``spec`` + ``state_dict`` (+ training state, ``.pth`` only)."""
+    """Write a checkpoint of ``spec`` + ``state_dict`` (+ training state, ``.pth`` only).
+
+    ``precision`` (the parameters' storage precision) and ``quantization`` (a plain dict
+    describing quantised tensors) are recorded only when given, so other files are unchanged.
+    """
     fmt = checkpoint_format(path)
     if any(t.is_meta for t in state_dict.values()):
         raise CheckpointError(
@@ -96,6 +103,11 @@ def write_checkpoint(
             epoch=epoch, step=step, loss=loss, metrics=metrics, notes=notes, monitor=monitor
         ),
     }
+    if precision is not None:
+        fields["precision"] = precision
+    if quantization is not None:
+        check_plain(quantization, "quantization")
+        fields["quantization"] = dict(quantization)
     if fmt == "safetensors":
         held = [n for n, s in (("optimizer", optimizer_state), ("scheduler", scheduler_state)) if s]
         if held:
@@ -162,6 +174,7 @@ def save_model(
     metrics: Mapping[str, Any] | None = None,
     notes: str | None = None,
     monitor: tuple[str, str] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> SavedCheckpoint:
     """Save ``model`` (a ``VideoInterpreter``, possibly wrapped by DDP or torch.compile) with its
     spec and metadata; with ``optimizer``/``scheduler`` (``.pth`` only) also their states and
@@ -169,6 +182,10 @@ def save_model(
 
     ``monitor`` (``(metric, "max" | "min")``) records which metric ranks this model and in
     which direction, so a ``ModelStore`` can choose its best model from the files alone.
+    ``dtype`` (``torch.bfloat16`` or ``torch.float16``) stores the floating-point parameters
+    in that precision, about half the bytes, and records it; buffers (BatchNorm running
+    statistics) stay float32. A float16 save of a model with values beyond float16's range
+    (65504) is refused, never stored as infinity. The model itself is not changed.
     The write is atomic and hashed: the returned ``sha256`` is of the bytes written.
     """
     path = Path(path)
@@ -181,10 +198,14 @@ def save_model(
             "for other modules, torch.save(module.state_dict(), ...)"
         )
     pth = checkpoint_format(path) == "pth"
+    precision = precision_name(dtype)
+    state_dict = target.state_dict()
+    if dtype is not None and precision is not None:
+        state_dict = storage_state_dict(target, state_dict, dtype, path.name)
     return write_checkpoint(
         path,
         spec=spec,
-        state_dict=target.state_dict(),
+        state_dict=state_dict,
         optimizer_state=optimizer.state_dict() if optimizer is not None else None,
         scheduler_state=scheduler.state_dict() if scheduler is not None else None,
         rng_state=capture_rng_state() if pth else None,
@@ -194,4 +215,5 @@ def save_model(
         metrics=metrics,
         notes=notes,
         monitor=monitor,
+        precision=precision,
     )

@@ -62,6 +62,11 @@ class CheckpointMetadata:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     notes: str | None = None
     monitor: tuple[str, str] | None = None  # (metric, "max" | "min") that ranks the model
+    # The storage precision of the parameters ("bfloat16", "float16"); None: as trained.
+    precision: str | None = None
+    # How the weights were quantised (scheme, library and version, the quantised tensors);
+    # such a checkpoint is opened by video_interpreter.compress.load_quantized.
+    quantization: Mapping[str, Any] | None = field(default=None, repr=False)
     has_optimizer: bool = False
     has_scheduler: bool = False
     has_rng_state: bool = False
@@ -78,6 +83,7 @@ class CheckpointMetadata:
         out["metrics"] = dict(self.metrics)
         out["monitor"] = list(self.monitor) if self.monitor is not None else None
         out["spec"] = dict(self.spec) if self.spec is not None else None
+        out["quantization"] = dict(self.quantization) if self.quantization is not None else None
         out["training_state"] = list(self.training_state)
         return out
 

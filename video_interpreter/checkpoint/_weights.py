@@ -27,7 +27,7 @@ from ..layers import get_init
 from ..model import initializer_for
 from ..spec import ArchitectureSpec
 from ..zoo import convert_state_dict, known_key_maps
-from ._read import read_checkpoint
+from ._read import read_checkpoint, refuse_quantized
 from ._report import DtypeMismatch, LoadError, LoadReport, ShapeMismatch, spec_diff
 from ._types import Checkpoint
 
@@ -74,11 +74,13 @@ def _resolve_source(
     source: WeightsSource, model: nn.Module, verify: str | None, trust_pickle: bool
 ) -> tuple[dict[str, torch.Tensor], ArchitectureSpec | None, str]:
     if isinstance(source, Checkpoint):
+        refuse_quantized(source)
         return source.state_dict, source.spec, str(source.path)
     if isinstance(source, str | Path):
         checkpoint = read_checkpoint(
             source, verify=verify, map_location=_first_device(model), trust_pickle=trust_pickle
         )
+        refuse_quantized(checkpoint)
         return checkpoint.state_dict, checkpoint.spec, str(source)
     if verify is not None:
         raise CheckpointError("verify= checks a file's sha256; the source is an in-memory dict")

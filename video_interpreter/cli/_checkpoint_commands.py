@@ -99,6 +99,17 @@ def _inspect(args: argparse.Namespace) -> int:
         rows.append(("metrics", ", ".join(f"{k}={v}" for k, v in meta.metrics.items())))
     if meta.notes:
         rows.append(("notes", meta.notes))
+    if meta.precision is not None:
+        rows.append(("precision", f"parameters stored in {meta.precision}"))
+    if meta.quantization is not None:
+        q = meta.quantization
+        rows.append(
+            (
+                "quantization",
+                f"{q.get('scheme')} ({q.get('library')} {q.get('library_version')}), "
+                f"{len(q.get('tensors') or {})} tensors",
+            )
+        )
     rows.append(("tensors", f"{meta.tensor_count} ({_size(meta.tensor_bytes)})"))
     rows.append(("training state", ", ".join(meta.training_state) or "none (weights only)"))
     if digest:

@@ -17,6 +17,7 @@ from ..errors import SpecError, VideoInterpreterError
 from ..spec import raised_limits
 from . import (
     _checkpoint_commands,
+    _compress_command,
     _demo_command,
     _distributed_commands,
     _spec_commands,
@@ -38,6 +39,7 @@ _GROUPS = (
     _spec_commands,
     _view_commands,
     _checkpoint_commands,
+    _compress_command,
     _store_commands,
     _distributed_commands,
     _demo_command,
