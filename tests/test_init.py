@@ -12,7 +12,7 @@ from torch import nn
 
 from video_interpreter.layers import LAYERS, Layout, get_init, register_layer
 from video_interpreter.layers import channels as channels_of
-from video_interpreter.model import build_model, init_plan, initialize, run_plan
+from video_interpreter.model import allocate, build_model, init_plan, initialize, run_plan
 
 from .conftest import TINY_SPEC
 
@@ -90,6 +90,17 @@ def test_a_layer_that_zero_initialises_a_child_keeps_it_zero_under_every_scheme(
     assert block.conv.weight.abs().max().item() > 0.0  # the other child is initialised
     clip = torch.randn(2, 3, 4, 16, 16)
     assert torch.equal(block(clip), clip)  # the block starts as the identity
+
+
+def test_allocation_keeps_a_shared_tensor_shared() -> None:
+    with torch.device("meta"):
+        first, second = nn.Linear(8, 8), nn.Linear(8, 8)
+    second.weight = first.weight  # tied
+    model = allocate(nn.Sequential(first, second))
+    assert not first.weight.is_meta
+    assert not second.bias.is_meta
+    assert second.weight is first.weight
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.bias"]
 
 
 def test_children_are_initialised_before_their_parent() -> None:

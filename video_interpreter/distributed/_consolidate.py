@@ -17,7 +17,7 @@ import torch
 
 from ..checkpoint import SavedCheckpoint, save_model
 from ..errors import CheckpointError
-from ..model import build_meta
+from ..model import allocate, build_meta
 from ._load import check_keys
 from ._manifest import read_manifest
 from ._ranks import Ranks
@@ -84,7 +84,7 @@ def consolidate(
     state = manifest["state"]
     full = training_state and out.suffix.lower() in (".pth", ".pt")
 
-    model = build_meta(metadata.spec).to_empty(device="cpu")
+    model = allocate(build_meta(metadata.spec), "cpu")
     model_tensors = {f"model/{key}": tensor for key, tensor in model.state_dict().items()}
     check_keys("model", tensor_keys(state["model"]), list(model_tensors), root)
     index = read_index(root)

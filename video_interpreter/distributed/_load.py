@@ -29,7 +29,7 @@ from torch.distributed.tensor import DTensor
 
 from ..checkpoint import load_checkpoint, load_model, spec_diff
 from ..errors import CheckpointError
-from ..model import VideoInterpreter, build_meta
+from ..model import VideoInterpreter, allocate, build_meta
 from ..spec import ArchitectureSpec
 from ._init import local_part
 from ._manifest import ShardedCheckpointMetadata, read_manifest
@@ -118,7 +118,7 @@ def load_sharded(
                 f"{root} holds no {name} state; save it with save_sharded(..., {name}=...)"
             )
     if not isinstance(model, FSDPModule) and any(t.is_meta for t in model.state_dict().values()):
-        model.to_empty(device="cpu")
+        allocate(model, "cpu")
 
     # The receiving state: this rank's shards (or whole tensors), filled in place below.
     if optimizer is not None:
@@ -273,7 +273,7 @@ def load_sharded_model(
                 spec, granularity=granularity, device=device, init=False, **shard_options
             )
         else:
-            model = build_meta(spec).to_empty(device=device or "cpu")
+            model = allocate(build_meta(spec), device)
         load_sharded(where, model, verify=verify, restore_rng_state=False)
         return model
     if not distributed:

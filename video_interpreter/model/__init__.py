@@ -1,6 +1,6 @@
 """The model stage: ``VideoInterpreter`` and the factory that builds it from a spec."""
 
-from ._factory import DeviceLike, build_meta, build_model, materialize
+from ._factory import DeviceLike, allocate, build_meta, build_model, materialize
 from ._init import InitStep, init_plan, initialize, initializer_for, run_plan
 from ._model import VideoInterpreter
 
@@ -8,6 +8,7 @@ __all__ = [
     "DeviceLike",
     "InitStep",
     "VideoInterpreter",
+    "allocate",
     "build_meta",
     "build_model",
     "init_plan",

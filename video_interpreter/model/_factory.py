@@ -3,15 +3,16 @@ initialisation.
 
 The order, in full: the spec is loaded and validated (types propagated by the layers'
 declarations); every module is constructed under ``torch.device("meta")``, so no weight is
-allocated or drawn; ``Module.to_empty`` gives every tensor uninitialised storage on the target
-device; ``initialize`` runs the spec's init scheme once, children before parents, drawing from
-torch's global generator.
+allocated or drawn; ``allocate`` gives every tensor uninitialised storage on the target device;
+``initialize`` runs the spec's init scheme once, children before parents, drawing from torch's
+global generator.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -23,11 +24,43 @@ from ..spec._limits import check_parameters, current_limits, module_budget, rais
 from ._init import initialize
 from ._model import VideoInterpreter
 
-__all__ = ["DeviceLike", "build_meta", "build_model", "materialize"]
+__all__ = ["DeviceLike", "allocate", "build_meta", "build_model", "materialize"]
 
 logger = logging.getLogger(__name__)
 
 DeviceLike = torch.device | str | None
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def allocate(model: ModuleT, device: DeviceLike = None) -> ModuleT:
+    """Give every parameter and buffer of a meta ``model`` uninitialised storage on ``device``.
+
+    What ``Module.to_empty`` does, by public means (``torch.empty`` and module attributes), for
+    two reasons recorded in the README's design section: ``to_empty`` calls ``empty_like``, which
+    on a meta tensor runs torch's Python reference, whose first call in a process imports sympy
+    and ``torch.fx`` (about 0.7 s; a CLI command pays it every time), and which makes an S3D
+    build about 8 ms slower; and ``to_empty`` unties a tensor two modules share, where here it
+    stays shared. Drop it for ``to_empty`` when torch allocates from meta without the reference.
+    """
+    target = torch.device(device or "cpu")
+    fresh: dict[int, torch.Tensor] = {}  # id of the meta tensor -> its storage on the device
+
+    def empty(tensor: torch.Tensor) -> torch.Tensor:
+        if id(tensor) not in fresh:
+            new = torch.empty(tensor.shape, dtype=tensor.dtype, device=target)
+            if isinstance(tensor, nn.Parameter):
+                new = nn.Parameter(new, requires_grad=tensor.requires_grad)
+            fresh[id(tensor)] = new
+        return fresh[id(tensor)]
+
+    for module in model.modules():
+        owned = [
+            *module.named_parameters(recurse=False, remove_duplicate=False),
+            *module.named_buffers(recurse=False, remove_duplicate=False),
+        ]
+        for name, tensor in owned:
+            setattr(module, name, empty(tensor))
+    return model
 
 
 def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> VideoInterpreter:
@@ -54,7 +87,7 @@ def materialize(
     them unless ``init`` is None (when weights will be loaded next)."""
     if dtype is not None:
         model.to(dtype=dtype)  # free on meta: changes only the recorded dtype
-    model.to_empty(device=device or "cpu")
+    allocate(model, device)
     if init is not None:
         initialize(model, init)
     return model
