@@ -192,12 +192,17 @@ def _stage_type(x: SampleType, *, out_channels: int, stride: int, **_: Any) -> S
     return clip(out_channels, *conv_sizes(x.sizes[1:], 3, (1, stride, stride), 1))
 
 
+_STAGE_PARAMS: dict[str, Any] = {
+    "depth": POSITIVE_INT,
+    "out_channels": POSITIVE_INT,
+    "stride": {**POSITIVE_INT, "description": "spatial stride of the first block"},
+}
+
+
 @register_layer(
     params={
-        "depth": POSITIVE_INT,
-        "out_channels": POSITIVE_INT,
+        **_STAGE_PARAMS,
         "inner_channels": {**POSITIVE_INT, "description": "the bottlenecks' (wider) width"},
-        "stride": {**POSITIVE_INT, "description": "spatial stride of the first block"},
         "se_ratio": {
             **PROBABILITY,
             "description": "squeeze-excitation width ratio on blocks 0, 2, 4, ... (0: none)",
@@ -266,10 +271,8 @@ def _resnet_stage_type(
 
 @register_layer(
     params={
-        "depth": POSITIVE_INT,
-        "out_channels": POSITIVE_INT,
+        **_STAGE_PARAMS,
         "inner_channels": {**POSITIVE_INT, "description": "the bottlenecks' (narrower) width"},
-        "stride": {**POSITIVE_INT, "description": "spatial stride of the first block"},
         "temporal_kernel": {
             "anyOf": [POSITIVE_INT, {"type": "array", "items": POSITIVE_INT, "minItems": 1}],
             "description": "conv_a's kernel in time, for all blocks or a list with one per block "
