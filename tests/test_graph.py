@@ -172,3 +172,23 @@ def test_the_diagram_of_a_graph_draws_its_wiring_and_taps() -> None:
         "c_backbone_fast --> c_heads_motion",
     ]:
         assert edge in text
+
+
+def test_a_neck_on_an_inner_node_feeds_every_head_without_inputs_of_its_own(
+    write_spec: WriteSpec,
+) -> None:
+    path = write_spec(
+        HEADER
+        + "backbone:\n"
+        + "  - {name: a, type: Conv3d, out_channels: 4, kernel_size: 1}\n"
+        + "  - {name: b, type: Conv3d, out_channels: 6, kernel_size: 1}\n"
+        + "neck: {type: GlobalAvgPool3d, inputs: [a]}\n"
+        + "heads: {action: {type: ClassificationHead, num_classes: 2}}\n"
+    )
+    model = build_model(path).eval()
+    assert model.taps == {"neck": "a"}
+    clip_batch = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        features = model.features(clip_batch)
+        assert features.shape == (2, 4)
+        assert torch.equal(model(clip_batch)["action"], model.heads["action"](features))

@@ -44,9 +44,14 @@ class VideoInterpreter(nn.Module):
         return self._spec
 
     def features(self, clip: torch.Tensor) -> torch.Tensor:
-        """Backbone and neck only: what every head receives."""
-        shared: torch.Tensor = self.neck(self.backbone(clip))
-        return shared
+        """Backbone and neck only: what every head that names no input of its own receives."""
+        if NECK not in self.taps:
+            shared: torch.Tensor = self.neck(self.backbone(clip))
+            return shared
+        assert isinstance(self.backbone, Graph)
+        tapped = self.taps[NECK]
+        out: torch.Tensor = self.neck(self.backbone.run(clip, keep=(tapped,))[tapped])
+        return out
 
     def forward(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:  # clip: (B, C, T, H, W)
         if clip.dim() != 5:
