@@ -31,6 +31,7 @@ from .errors import (
     StoreError,
     VideoInterpreterError,
 )
+from .export import ExportedModel, ExportError, ParityReport, check_export, export_model
 from .layers import (
     LAYERS,
     BuildContext,
@@ -56,11 +57,14 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",
+    "ExportError",
+    "ExportedModel",
     "Layout",
     "LoadError",
     "LoadReport",
     "ModelStore",
     "ModelSummary",
+    "ParityReport",
     "Problem",
     "RegistrationError",
     "RegistryError",
@@ -75,6 +79,8 @@ __all__ = [
     "architecture_schema",
     "build_model",
     "channels",
+    "check_export",
+    "export_model",
     "features",
     "load_checkpoint",
     "load_model",

@@ -11,6 +11,7 @@ from . import (
     _checkpoint_commands,
     _demo_command,
     _distributed_commands,
+    _export_command,
     _spec_commands,
     _store_commands,
     _view_commands,
@@ -27,6 +28,7 @@ _GROUPS = (
     _checkpoint_commands,
     _store_commands,
     _distributed_commands,
+    _export_command,
     _demo_command,
 )
 
