@@ -91,7 +91,14 @@ def check_export(
             expected = model(clip)
     finally:
         model.train(training)
-    got = _run_pt2(artefact, clip) if chosen == "pt2" else _run_onnx(artefact, clip)
+    try:
+        got = _run_pt2(artefact, clip) if chosen == "pt2" else _run_onnx(artefact, clip)
+    except ExportError:
+        raise
+    except Exception as exc:  # the runtime's own errors (a failed shape guard, a bad file)
+        raise ExportError(
+            f"{artefact} failed on a clip of shape {list(clip.shape)}: {type(exc).__name__}: {exc}"
+        ) from exc
     if len(got) != len(expected):
         raise ExportError(
             f"{artefact} gives {len(got)} outputs, the model {len(expected)} "

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from torch.export import Dim, ExportedProgram
+from torch.export.graph_signature import InputKind
 
 from ..errors import VideoInterpreterError
 from ..model import build_model
@@ -39,6 +40,7 @@ __all__ = [
     "ExportError",
     "ExportFormat",
     "ExportedModel",
+    "dynamic_range",
     "example_clip",
     "export_model",
     "exported_metadata",
@@ -222,17 +224,21 @@ def _check_frames_can_vary(model: nn.Module, spec: ArchitectureSpec) -> None:
             handle.remove()
 
 
+def _clip_placeholder(program: ExportedProgram) -> Any:
+    """The graph input that receives the clip (the others are weights, buffers, constants)."""
+    clip_names = {
+        spec.arg.name
+        for spec in program.graph_signature.input_specs
+        if spec.kind == InputKind.USER_INPUT and hasattr(spec.arg, "name")
+    }
+    return next(
+        node for node in program.graph.nodes if node.op == "placeholder" and node.name in clip_names
+    )
+
+
 def _specialised(program: ExportedProgram, dims: Sequence[str]) -> list[str]:
     """The dimensions asked to be dynamic that the trace nevertheless fixed to a number."""
-    placeholder = next(
-        node
-        for node in program.graph.nodes
-        if node.op == "placeholder"
-        and node.name not in program.graph_signature.inputs_to_parameters
-        and node.name not in program.graph_signature.inputs_to_buffers
-        and node.name not in program.graph_signature.inputs_to_lifted_tensor_constants
-    )
-    shape = placeholder.meta["val"].shape
+    shape = _clip_placeholder(program).meta["val"].shape
     return [name for name in dims if isinstance(shape[_DIM_AXIS[name]], int)]
 
 
@@ -266,7 +272,33 @@ def trace(model: nn.Module, dynamic: Sequence[str] | str = ("batch",)) -> Export
             "size, so the model cannot take another; export with dynamic="
             f"{tuple(d for d in dims if d not in fixed)!r}"
         )
+    if "frames" in dims:
+        low, high = dynamic_range(program, "frames")
+        if high is not None and high < frame_probe(spec):
+            raise ExportError(
+                f"{spec.name} {spec.version}: the exported graph holds for {low} to {high} "
+                f"frames only (traced at {spec.input[1]}): the model decides by the frame count "
+                "how to compute (e.g. one attention window spanning the whole time axis when "
+                "it fits), so a longer clip needs another graph. Leave only the batch dynamic "
+                "(dynamic=('batch',), --dynamic batch), or export one model per frame count "
+                "with the override input.frames=N"
+            )
     return program
+
+
+def _bound(value: Any) -> int | None:
+    # A bound is a sympy integer, or torch's symbolic infinity (not an Integer) when unbounded.
+    return int(value) if getattr(value, "is_Integer", False) else None
+
+
+def dynamic_range(program: ExportedProgram, dim: str) -> tuple[int, int | None]:
+    """The sizes of a dynamic dimension the exported graph accepts: ``(low, high)``, with
+    ``high`` None when unbounded."""
+    size = _clip_placeholder(program).meta["val"].shape[_DIM_AXIS[dim]]
+    for symbol, bounds in program.range_constraints.items():
+        if str(symbol) == str(size):
+            return _bound(bounds.lower) or 0, _bound(bounds.upper)
+    raise ExportError(f"{dim} is not dynamic in this exported program (its size is {size})")
 
 
 @contextlib.contextmanager
