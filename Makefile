@@ -1,5 +1,6 @@
 # Two entry points, both self-installing on a fresh machine:
-#   make demo   validate every spec, build v1, summarise, draw, store and reload it (the main job)
+#   make demo   validate every spec; train a small spec on synthetic clips into the model store,
+#               show the store, summarise, draw and reload it (the main job; resumes if stopped)
 #   make test   lint (ruff), type-check (mypy --strict) and run the test suite (pytest)
 PYTHON ?= python3
 VENV ?= .venv

@@ -210,13 +210,19 @@ def test_without_graphviz_svg_fails_with_install_advice_and_text_formats_work(
         ("a.gv", None, "dot"),
         ("a.mmd", None, "mermaid"),
         ("a.txt", "mmd", "mermaid"),
-        ("a.svg", "dot", "dot"),
+        ("a.gv", "dot", "dot"),
     ],
 )
 def test_the_format_comes_from_the_suffix_unless_given(
     out: str, fmt: str | None, expected: str
 ) -> None:
     assert format_for(out, fmt) == expected
+
+
+@pytest.mark.parametrize(("out", "fmt"), [("x.svg", "mermaid"), ("x.mmd", "svg"), ("x.png", "dot")])
+def test_a_format_that_contradicts_the_suffix_is_refused(out: str, fmt: str) -> None:
+    with pytest.raises(DiagramFormatError, match=rf"format '{fmt}' does not match '{out}'"):
+        format_for(out, fmt)
 
 
 def test_an_unknown_suffix_or_format_lists_the_valid_ones(tmp_path: Path) -> None:
@@ -255,6 +261,7 @@ def test_cli_diagram_zoo_writes_svg_and_mermaid_for_every_spec(tmp_path: Path) -
     configs.mkdir()
     (configs / "repeated.json").write_text(json.dumps(REPEATED), encoding="utf-8")
     shutil.copy(CONFIGS / "v1.yaml", configs / "v1.yaml")
+    out.mkdir()
     code = main(["diagram", "--zoo", "--configs", str(configs), "--out-dir", str(out)])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [

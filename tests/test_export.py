@@ -18,6 +18,7 @@ from tests.conftest import TINY_SPEC
 from video_interpreter import (
     ExportError,
     Layout,
+    VideoInterpreter,
     build_model,
     check_export,
     export_model,
@@ -60,12 +61,12 @@ def _spec_params() -> list[Any]:
     ]
 
 
-def _model(name: str) -> nn.Module:
+def _model(name: str) -> VideoInterpreter:
     torch.manual_seed(0)
     return build_model(name, overrides=REDUCED.get(name, [])).eval()
 
 
-def assert_exports_with_parity(model: nn.Module, out: Path) -> None:
+def assert_exports_with_parity(model: VideoInterpreter, out: Path) -> None:
     """Export with a dynamic batch, then run the file on a batch of 3 (traced at 2)."""
     exported = export_model(model, out)
     report = check_export(out, model, batch=3)
@@ -197,7 +198,7 @@ class CallCounter(nn.Module):
         return x * next(_CALLS)
 
 
-def _with_layer(name: str, layer: type[nn.Module]) -> nn.Module:
+def _with_layer(name: str, layer: type[nn.Module]) -> VideoInterpreter:
     register_layer(name, params={}, accepts=[Layout.CLIP], output=lambda x: x)(layer)
     spec = dict(TINY_SPEC, backbone=[*TINY_SPEC["backbone"], {"type": name}])
     return build_model(spec).eval()

@@ -12,14 +12,35 @@ from typing import Any
 import pytest
 import torch
 
-from video_interpreter.layers import LAYERS, SampleType, build_node, clip, grid, tokens, vector
+from video_interpreter.layers import (
+    LAYERS,
+    BuildContext,
+    SampleType,
+    build_node,
+    clip,
+    grid,
+    node_type,
+    tokens,
+    vector,
+)
 from video_interpreter.model import initialize
 
 CLIP = clip(3, 4, 16, 16)
 TOKENS = grid(2, 4, 4, 16)
 CONV = {"out_channels": 8, "kernel_size": 3, "padding": 1}
 
-EXAMPLES: dict[str, tuple[dict[str, Any], SampleType]] = {
+EXAMPLES: dict[str, tuple[dict[str, Any], SampleType | tuple[SampleType, ...]]] = {
+    "Add": ({}, (CLIP, CLIP)),
+    "Multiply": ({}, (CLIP, clip(3, 1, 1, 1))),
+    "Concatenate": ({"dim": 0}, (CLIP, clip(5, 4, 16, 16))),
+    "Subsample": ({"stride": [2, 1, 2]}, CLIP),
+    "SqueezeExcitation": ({"ratio": 0.25}, CLIP),
+    "Swish": ({}, TOKENS),
+    "BottleneckStage": (
+        {"depth": 2, "out_channels": 8, "inner_channels": 4, "stride": 2, "temporal_kernel": 3},
+        CLIP,
+    ),
+    "X3DStage": ({"depth": 2, "out_channels": 8, "inner_channels": 12, "stride": 2}, CLIP),
     "AdaptiveAvgPool3d": ({"output_size": 1}, CLIP),
     "AdaptiveMaxPool3d": ({"output_size": [1, 2, 2]}, CLIP),
     "AvgPool3d": ({"kernel_size": 2}, CLIP),
@@ -94,8 +115,15 @@ EXAMPLES: dict[str, tuple[dict[str, Any], SampleType]] = {
 @pytest.mark.parametrize("name", LAYERS.names())
 def test_every_registered_layer_builds_initialises_and_runs(name: str) -> None:
     assert name in EXAMPLES, f"add an example of {name} to EXAMPLES in {__name__}"
-    params, in_type = EXAMPLES[name]
-    module, out_type = build_node({"type": name, **params}, in_type, ("example",))
+    params, given = EXAMPLES[name]
+    in_types = given if isinstance(given, tuple) else (given,)
+    node = {"type": name, **params}
+    if len(in_types) == 1:
+        module, out_type = build_node(node, in_types[0], ("example",))
+    else:  # a merge: its type from its declaration, its module as the builder makes it
+        out_type = node_type(node, in_types)
+        with torch.device("meta"):
+            module = LAYERS.get(name).create(BuildContext(in_types[0], (), LAYERS), params)
     tensors = [*module.parameters(), *module.buffers()]
     assert all(t.is_meta for t in tensors)
 
@@ -111,6 +139,6 @@ def test_every_registered_layer_builds_initialises_and_runs(name: str) -> None:
 
     torch.manual_seed(0)
     with torch.no_grad():
-        out = module.eval()(torch.randn(2, *in_type.sizes))
+        out = module.eval()(*(torch.randn(2, *t.sizes) for t in in_types))
     assert tuple(out.shape[1:]) == out_type.sizes
     assert torch.isfinite(out).all()

@@ -150,3 +150,14 @@ def test_every_registered_layer_has_a_valid_schema_whose_defaults_validate(name:
         errors = list(jsonschema.Draft202012Validator(param).iter_errors(default))
         assert not errors, f"{name}.{key}: default {default!r} does not fit its own schema"
     assert entry.description, f"{name} needs a docstring or description"
+
+
+def test_the_layers_command_says_what_each_layer_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    from video_interpreter.cli import main
+
+    assert main(["layers"]) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert rows["Conv3d"] == "clip"
+    assert rows["LayerNorm"] == "grid|tokens|vector"
+    assert rows["ReLU"] == "any"
+    assert rows["Concatenate"] == "merge"

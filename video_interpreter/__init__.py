@@ -20,6 +20,7 @@ from .checkpoint import (
     save_model,
     sha256_file,
 )
+from .data import MovingSquares
 from .diagram import render_diagram
 from .errors import (
     BuildError,
@@ -29,6 +30,7 @@ from .errors import (
     RegistryError,
     SpecError,
     StoreError,
+    TrainingError,
     VideoInterpreterError,
 )
 from .export import ExportedModel, ExportError, ParityReport, check_export, export_model
@@ -43,9 +45,10 @@ from .layers import (
     register_layer,
 )
 from .model import VideoInterpreter, build_model
-from .spec import ArchitectureSpec, architecture_schema, load_spec
+from .spec import ArchitectureSpec, Limits, architecture_schema, load_spec, raised_limits
 from .store import ModelStore
 from .summary import ModelSummary, summarize
+from .training import EpochResult, fit
 
 __version__ = "0.1.0"
 
@@ -57,13 +60,16 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMetadata",
+    "EpochResult",
     "ExportError",
     "ExportedModel",
     "Layout",
+    "Limits",
     "LoadError",
     "LoadReport",
     "ModelStore",
     "ModelSummary",
+    "MovingSquares",
     "ParityReport",
     "Problem",
     "RegistrationError",
@@ -73,6 +79,7 @@ __all__ = [
     "ShapeError",
     "SpecError",
     "StoreError",
+    "TrainingError",
     "VideoInterpreter",
     "VideoInterpreterError",
     "__version__",
@@ -82,10 +89,12 @@ __all__ = [
     "check_export",
     "export_model",
     "features",
+    "fit",
     "load_checkpoint",
     "load_model",
     "load_spec",
     "load_weights",
+    "raised_limits",
     "read_metadata",
     "register_layer",
     "render_diagram",

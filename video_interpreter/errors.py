@@ -18,7 +18,8 @@ Exception tree::
     ├── ExportError(ValueError)        an unknown export format, a dimension the model cannot
     │                                  leave dynamic, a source without a spec, an exporter
     │                                  failure (video_interpreter.export)
-    └── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+    ├── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+    └── TrainingError(ValueError)      a training run or its synthetic data cannot work as asked
 
 Every error says what failed, where, and what would be valid or what to do next.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "StoreError",
+    "TrainingError",
     "VideoInterpreterError",
     "format_spec_path",
 ]
@@ -125,3 +127,8 @@ class CheckpointError(VideoInterpreterError, ValueError):
 
 class StoreError(VideoInterpreterError, RuntimeError):
     """The saved-models store refused an operation or found an inconsistency."""
+
+
+class TrainingError(VideoInterpreterError, ValueError):
+    """A training run (``video_interpreter.training``) or its synthetic data
+    (``video_interpreter.data``) was asked for something that cannot work."""

@@ -230,4 +230,4 @@ def write_safetensors(
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         if flat.numel():
             data = flat.view(torch.uint8)  # written in place through a ctypes view: no numpy
-            sink.write((ctypes.c_ubyte * data.numel()).from_address(data.data_ptr()))
+            sink.write(memoryview((ctypes.c_ubyte * data.numel()).from_address(data.data_ptr())))

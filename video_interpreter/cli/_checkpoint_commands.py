@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,11 @@ from ..checkpoint import (
     read_metadata,
     sha256_file,
 )
+from ._arguments import check_output_file, json_text
 
 __all__ = ["register"]
 
-_LIBRARIES = ("torchvision",)
+_LIBRARIES = ("torchvision", "pytorchvideo")
 
 
 def register(commands: Any) -> None:
@@ -35,8 +35,9 @@ def register(commands: Any) -> None:
         help="convert between .pth and .safetensors, or import another library's weights",
         description=(
             "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
-            "convert --from torchvision ARCH IN OUT: import a torchvision state dict of ARCH "
-            "(keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the spec ARCH."
+            "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
+            "of ARCH (keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the "
+            "spec ARCH."
         ),
     )
     convert.add_argument("paths", nargs="+", metavar="[ARCH] IN OUT")
@@ -75,7 +76,7 @@ def _inspect(args: argparse.Namespace) -> int:
         out = meta.to_dict()
         if digest:
             out["sha256"] = digest
-        print(json.dumps(out, indent=2, default=str))
+        print(json_text(out))
         return 0
     rows: list[tuple[str, str]] = [
         ("file", f"{meta.path} ({_size(meta.size_bytes)}, {meta.format})"),
@@ -114,12 +115,14 @@ def _convert(args: argparse.Namespace) -> int:
         if len(args.paths) != 3:
             parser.error(f"convert --from {args.library} takes ARCH IN OUT")
         architecture, source, destination = args.paths
+        check_output_file(Path(destination))
         saved, report = import_state_dict(architecture, source, destination, library=args.library)
         print(report.summary())
     else:
         if len(args.paths) != 2:
             parser.error("convert takes IN OUT (or --from LIBRARY ARCH IN OUT)")
         source, destination = args.paths
+        check_output_file(Path(destination))
         saved = convert_checkpoint(
             source,
             destination,

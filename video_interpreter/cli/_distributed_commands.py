@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ._arguments import check_output_file
+
 __all__ = ["register"]
 
 
@@ -40,6 +42,7 @@ def _consolidate(args: argparse.Namespace) -> int:
     # Imported here: torch.distributed's checkpoint machinery is not needed by other commands.
     from ..distributed import consolidate, read_sharded_metadata
 
+    check_output_file(args.output)
     metadata = read_sharded_metadata(args.directory)
     saved = consolidate(
         args.directory,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store import DEFAULT_ROOT, Entry, ModelStore, format_value
-from ._arguments import non_negative_int
+from ._arguments import check_output_file, non_negative_int
 
 __all__ = ["register"]
 
@@ -248,6 +248,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _readme(args: argparse.Namespace) -> int:
-    path = _open(args).write_readme(args.output)
+    output = check_output_file(args.output)
+    path = _open(args).write_readme(output)
     print(f"wrote the registry table to {path}")
     return 0

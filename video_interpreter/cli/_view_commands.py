@@ -10,7 +10,13 @@ from typing import Any
 from ..diagram import DiagramFormatError, build_diagram, format_for, render_diagram
 from ..errors import SpecError
 from ..summary import parse_clip_shape, summarize
-from ._arguments import non_negative_int
+from ._arguments import (
+    EXIT_INVALID,
+    CommandError,
+    check_output_dir,
+    check_output_file,
+    non_negative_int,
+)
 
 __all__ = ["DEFAULT_CONFIGS", "DEFAULT_DIAGRAMS", "register"]
 
@@ -85,8 +91,7 @@ def register(commands: Any) -> None:
 def _summary(args: argparse.Namespace) -> int:
     shape = parse_clip_shape(args.input) if args.input is not None else None
     if args.batch_size < 1:
-        print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     result = summarize(args.source, input_shape=shape, batch_size=args.batch_size, depth=args.depth)
     if args.format == "json":
         sys.stdout.write(result.to_json())
@@ -102,14 +107,14 @@ def _diagram(args: argparse.Namespace) -> int:
     if args.zoo:
         if args.source is not None or args.output is not None:
             parser.error("--zoo writes every spec's diagrams; give no SPEC_OR_CKPT or -o with it")
-        return _zoo(args.configs, args.out_dir, args.depth)
+        return _zoo(args.configs, check_output_dir(args.out_dir), args.depth)
     if args.source is None or args.output is None:
         parser.error("give SPEC_OR_CKPT and -o FILE (or --zoo)")
     try:
         format_for(args.output, args.format)
     except DiagramFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
+    check_output_file(args.output)
     path = render_diagram(args.source, args.output, format=args.format, depth=args.depth)
     print(f"wrote {path}")
     return 0
@@ -122,8 +127,7 @@ def _zoo(configs: Path, out_dir: Path, depth: int) -> int:
         if p.suffix.lower() in _SPEC_SUFFIXES and not p.name.startswith("_")
     )
     if not specs:
-        print(f"error: no spec files (*.yaml, *.yml, *.json) in {configs}", file=sys.stderr)
-        return 2
+        raise CommandError(f"no spec files (*.yaml, *.yml, *.json) in {configs}")
     failed = 0
     for spec in specs:
         try:
@@ -139,4 +143,4 @@ def _zoo(configs: Path, out_dir: Path, depth: int) -> int:
     stale = sorted(p for p in out_dir.glob("*") if p.suffix in _ZOO_FORMATS and p.stem not in names)
     for path in stale:
         print(f"warning: {path} has no spec in {configs}; delete it if it is obsolete")
-    return 2 if failed else 0
+    return EXIT_INVALID if failed else 0

@@ -11,8 +11,10 @@ a run is opened, its first member's inside is shown.
 Edges: solid where a module takes the previous one's output (a sequential container, a chain
 seen in the traced forward pass), dashed where modules merely run one after the other (parallel
 branches, a shortcut before the main path): the order is exact, the sums and concatenations
-inside a forward are not drawn. Any other ``nn.Module`` is drawn as input -> its children in the
-order they run.
+inside a forward are not drawn. A graph backbone (``layers.Graph``) is drawn as its wiring: each
+node with an arrow from every node it reads, so pathways stand side by side and merges show;
+a neck or head that reads an inner node is drawn from that node. Any other ``nn.Module`` is
+drawn as input -> its children in the order they run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Literal
 
 from torch import nn
 
+from ..layers import INPUT, NECK
+from ..layers import Graph as LayerGraph
 from ..summary import ShapeTrace, format_count
 
 __all__ = ["Box", "Edge", "Graph", "Group", "Item", "build_graph"]
@@ -247,20 +251,39 @@ class _Builder:
         backbone = getattr(model, "backbone", None)
         heads = getattr(model, "heads", None)
         if isinstance(backbone, nn.Module) and isinstance(heads, nn.ModuleDict):
-            outlet = self.part(outlet, items, "backbone", backbone, "backbone")
+            taps: dict[str, str] = getattr(model, "taps", {})
+            nodes: dict[str, _Flow] = {}
+            if isinstance(backbone, LayerGraph):
+                nodes = self.wiring(outlet, items, backbone)
+                outlet = nodes[backbone.output]
+            else:
+                outlet = self.part(outlet, items, "backbone", backbone, "backbone")
             neck = getattr(model, "neck", None)
             if isinstance(neck, nn.Module) and not isinstance(neck, nn.Identity):
                 item, flow = self.item([("neck", "neck", neck)], 1, "neck")
                 items.append(item)
-                self.edges.append(_link(outlet, flow))
+                self.edges.append(_link(nodes.get(taps.get(NECK, ""), outlet), flow))
                 outlet = flow
             for name, head in heads.items():
                 item, flow = self.item([(name, f"heads.{name}", head)], 1, "head")
                 items.append(item)
-                self.edges.append(_link(outlet, flow))
+                self.edges.append(_link(nodes.get(taps.get(name, ""), outlet), flow))
         else:
             self.part(outlet, items, "", model, "model")
         return Graph(trace.label, items, self.edges)
+
+    def wiring(self, source: _Flow, items: list[Item], graph: LayerGraph) -> dict[str, _Flow]:
+        """A graph backbone: its nodes in a frame, an arrow from each node every node reads."""
+        group = Group(self.new_id("c_", "backbone"), "backbone", "backbone")
+        flows = {INPUT: source}
+        for name, module in graph.named_children():
+            item, flow = self.item([(name, f"backbone.{name}", module)], 1, "backbone")
+            group.items.append(item)
+            for read in graph.wiring[name]:
+                self.edges.append(_link(flows[read], flow))
+            flows[name] = flow
+        items.append(group)
+        return flows
 
     def part(
         self,

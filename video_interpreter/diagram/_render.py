@@ -46,6 +46,7 @@ _SUFFIXES: Mapping[str, str] = {
     ".mmd": "mermaid",
     ".mermaid": "mermaid",
 }
+_SUFFIX_OF: Mapping[str, str] = {"svg": ".svg", "png": ".png", "dot": ".dot", "mermaid": ".mmd"}
 _ALIASES: Mapping[str, str] = {"mmd": "mermaid", "gv": "dot"}
 _DOT_TIMEOUT_S = 120
 
@@ -69,15 +70,24 @@ class DiagramFormatError(VideoInterpreterError, ValueError):
 
 
 def format_for(out: str | Path, format: str | None = None) -> str:
-    """The format to write: ``format`` if given, else from ``out``'s suffix."""
+    """The format to write: ``format`` if given, else from ``out``'s suffix.
+
+    A ``format`` that contradicts a known suffix (Mermaid into ``x.svg``) is refused; with an
+    unknown suffix, ``format`` decides."""
     valid = ", ".join(FORMATS)
     suffixes = ", ".join(_SUFFIXES)
+    suffix = Path(out).suffix.lower()
     if format is not None:
         name = _ALIASES.get(format.lower(), format.lower())
         if name not in FORMATS:
             raise DiagramFormatError(f"unknown diagram format {format!r}; valid formats: {valid}")
+        implied = _SUFFIXES.get(suffix)
+        if implied is not None and implied != name:
+            raise DiagramFormatError(
+                f"format {format!r} does not match {str(out)!r}, whose suffix {suffix!r} means "
+                f"{implied}; name the file {Path(out).stem}{_SUFFIX_OF[name]} or drop the format"
+            )
         return name
-    suffix = Path(out).suffix.lower()
     if suffix not in _SUFFIXES:
         raise DiagramFormatError(
             f"cannot tell the diagram format of {str(out)!r} from its suffix {suffix or '(none)'!r}"

@@ -5,14 +5,29 @@ Upstream of the spec stage: the spec schema is assembled from what is registered
 validation propagates types with the declarations registered here.
 """
 
-from . import combinators, heads, mvit, resnet, s3d, swin, torch_nn, transformer, video_conv
+from . import (
+    bottleneck,
+    combinators,
+    graph,
+    heads,
+    mvit,
+    resnet,
+    s3d,
+    swin,
+    torch_nn,
+    transformer,
+    video_conv,
+)
 from ._builder import (
+    NECK,
     Assembled,
     BuildContext,
     assemble,
     build_node,
     build_sequence,
     input_type,
+    is_graph,
+    node_type,
     propagate,
     spec_types,
 )
@@ -49,13 +64,16 @@ from ._types import (
     tokens,
     vector,
 )
+from .graph import INPUT, Graph
 from .init import INITS, InitScheme, ModuleInit, get_init, register_init
 
 __all__ = [
     "BOOL",
     "ENTRY_POINT_GROUP",
     "INITS",
+    "INPUT",
     "LAYERS",
+    "NECK",
     "NODE",
     "NODE_LIST",
     "NON_NEGATIVE_INT",
@@ -64,6 +82,7 @@ __all__ = [
     "PROBABILITY",
     "Assembled",
     "BuildContext",
+    "Graph",
     "InitScheme",
     "LayerEntry",
     "LayerRegistry",
@@ -73,6 +92,7 @@ __all__ = [
     "SampleType",
     "ShapeError",
     "assemble",
+    "bottleneck",
     "build_node",
     "build_sequence",
     "channels",
@@ -82,10 +102,13 @@ __all__ = [
     "conv_sizes",
     "features",
     "get_init",
+    "graph",
     "grid",
     "heads",
     "input_type",
+    "is_graph",
     "mvit",
+    "node_type",
     "pool_sizes",
     "propagate",
     "register_init",

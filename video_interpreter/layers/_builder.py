@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import PathPart, Problem, RegistryError, SpecError, format_spec_path
 from ._registry import LAYERS, NODE_KEYS, LayerEntry, LayerRegistry
 from ._types import Layout, SampleType, ShapeError, clip
+from .graph import INPUT, Graph
 
 __all__ = [
     "Assembled",
@@ -31,6 +32,8 @@ __all__ = [
     "build_node",
     "build_sequence",
     "input_type",
+    "is_graph",
+    "node_type",
     "propagate",
     "spec_types",
 ]
@@ -118,86 +121,146 @@ def _mismatch(entry: LayerEntry, given: SampleType, path: tuple[PathPart, ...]) 
     return SpecError([Problem(message + (f": {hints[0]}" if hints else ""), path)])
 
 
+def _described(in_types: Sequence[SampleType]) -> str:
+    if len(in_types) == 1:
+        return str(in_types[0])
+    return "inputs " + ", ".join(f"{t} from {t.origin}" for t in in_types)
+
+
+def _check_arity(
+    entry: LayerEntry, in_types: Sequence[SampleType], path: tuple[PathPart, ...]
+) -> None:
+    if entry.arity == "one" and len(in_types) != 1:
+        message = f"{entry.name} takes one input; `inputs` names {len(in_types)}"
+        raise SpecError(
+            [Problem(message + " (merge them first: Add, Multiply, Concatenate)", path)]
+        )
+    if entry.arity == "many" and len(in_types) < 2:
+        raise SpecError(
+            [Problem(f"{entry.name} merges several inputs; name them in `inputs`", path)]
+        )
+
+
 def _declared(
     entry: LayerEntry,
     params: dict[str, Any],
-    in_type: SampleType,
+    in_types: tuple[SampleType, ...],
     path: tuple[PathPart, ...],
     registry: LayerRegistry,
 ) -> SampleType:
-    """The type ``entry`` declares for ``in_type``, checked against what it accepts."""
+    """The type ``entry`` declares for ``in_types``, checked against what it accepts."""
     assert entry.output is not None
-    if entry.accepts is not None and in_type.layout not in entry.accepts:
-        raise _mismatch(entry, in_type, path)
+    _check_arity(entry, in_types, path)
+    for given in in_types:
+        if entry.accepts is not None and given.layout not in entry.accepts:
+            raise _mismatch(entry, given, path)
     arguments = {**entry.defaults(), **params}
+    x: Any = in_types if entry.arity == "many" else in_types[0]
     try:
         if entry.takes_context:
-            out = entry.output(BuildContext(in_type, path, registry), in_type, **arguments)
+            out = entry.output(BuildContext(in_types[0], path, registry), x, **arguments)
         else:
-            out = entry.output(in_type, **arguments)
+            out = entry.output(x, **arguments)
     except ShapeError as exc:
-        raise SpecError([Problem(f"{entry.name} cannot take {in_type}: {exc}", path)]) from None
+        message = f"{entry.name} cannot take {_described(in_types)}: {exc}"
+        raise SpecError([Problem(message, path)]) from None
     return replace(out, origin=f"{format_spec_path(path)} ({entry.name})")
 
 
 def _construct(
     entry: LayerEntry,
     params: dict[str, Any],
-    in_type: SampleType,
+    in_types: tuple[SampleType, ...],
     path: tuple[PathPart, ...],
     registry: LayerRegistry,
 ) -> nn.Module:
     try:
         with torch.device("meta"):
-            return entry.create(BuildContext(in_type, path, registry), params)
+            return entry.create(BuildContext(in_types[0], path, registry), params)
     except SpecError:
         raise
     except Exception as exc:  # a layer's own check that its declaration did not foresee
-        raise SpecError([Problem(f"{entry.name} cannot take {in_type}: {exc}", path)]) from exc
+        message = f"{entry.name} cannot take {_described(in_types)}: {exc}"
+        raise SpecError([Problem(message, path)]) from exc
 
 
 def _probe(
     entry: LayerEntry,
     params: dict[str, Any],
-    in_type: SampleType,
+    in_types: tuple[SampleType, ...],
     path: tuple[PathPart, ...],
     registry: LayerRegistry,
 ) -> tuple[nn.Module, SampleType]:
     """Construct an undeclared layer on meta and run it once there, with torch's own kernels."""
-    module = _construct(entry, params, in_type, path, registry)
-    batch = torch.empty((2, *in_type.sizes), device="meta")  # 2: batch norm refuses one value
+    _check_arity(entry, in_types, path)
+    module = _construct(entry, params, in_types, path, registry)
+    # A batch of 2: batch norm refuses one value per channel.
+    batches = [torch.empty((2, *t.sizes), device="meta") for t in in_types]
+    first = in_types[0]
     try:
         with torch.no_grad():
-            out = module(batch)
+            out = module(*batches)
     except Exception as exc:
-        raise SpecError([Problem(f"{entry.name} fails on {in_type}: {exc}", path)]) from exc
+        message = f"{entry.name} fails on {_described(in_types)}: {exc}"
+        raise SpecError([Problem(message, path)]) from exc
     if not isinstance(out, torch.Tensor):
         raise SpecError(
             [Problem(f"{entry.name} returned {type(out).__name__}, expected one tensor", path)]
         )
     sizes = tuple(out.shape[1:])
     layout = {1: Layout.VECTOR, 2: Layout.TOKENS, 4: Layout.CLIP}.get(len(sizes))
-    if len(sizes) == in_type.rank:
-        layout = in_type.layout
+    if len(sizes) == first.rank:
+        layout = first.layout
     if layout is None or min(sizes, default=0) < 1:
         raise SpecError(
             [
                 Problem(
-                    f"{entry.name} turns {in_type} into a tensor of sample shape {sizes}, which "
-                    "is not a clip (C, T, H, W), a token grid, tokens (L, D) or a vector (F,)",
+                    f"{entry.name} turns {_described(in_types)} into a tensor of sample shape "
+                    f"{sizes}, which is not a clip (C, T, H, W), a token grid, tokens (L, D) or "
+                    "a vector (F,)",
                     path,
                 )
             ]
         )
-    keep = layout is in_type.layout and sizes[:1] == in_type.sizes[:1]
+    keep = layout is first.layout and sizes[:1] == first.sizes[:1]
     out_type = SampleType(
         layout,
         sizes,
-        in_type.prefix if keep else 0,
-        in_type.token_grid if keep else None,
+        first.prefix if keep else 0,
+        first.token_grid if keep else None,
         origin=f"{format_spec_path(path)} ({entry.name})",
     )
     return module, out_type
+
+
+def _node(
+    node: Mapping[str, Any],
+    in_types: tuple[SampleType, ...],
+    path: tuple[PathPart, ...],
+    registry: LayerRegistry,
+    *,
+    construct: bool,
+) -> tuple[nn.Module | None, SampleType]:
+    """The type a node gives for ``in_types`` and, with ``construct``, its module on meta."""
+    entry, params = _entry(node, path, registry)
+    if entry.output is None:
+        module, out = _probe(entry, params, in_types, path, registry)
+        return (module if construct else None), out
+    out = _declared(entry, params, in_types, path, registry)
+    return (_construct(entry, params, in_types, path, registry) if construct else None), out
+
+
+def _nested(node: Mapping[str, Any], path: tuple[PathPart, ...]) -> None:
+    if "inputs" in node:
+        raise SpecError(
+            [
+                Problem(
+                    "`inputs` wires backbone nodes, the neck and heads; inside a layer's own "
+                    "list each node takes the one before it",
+                    (*path, "inputs"),
+                )
+            ]
+        )
 
 
 def build_node(
@@ -207,11 +270,10 @@ def build_node(
     registry: LayerRegistry = LAYERS,
 ) -> tuple[nn.Module, SampleType]:
     """Build one node on the meta device; return its module and the type it gives."""
-    entry, params = _entry(node, path, registry)
-    if entry.output is None:
-        return _probe(entry, params, in_type, path, registry)
-    out = _declared(entry, params, in_type, path, registry)
-    return _construct(entry, params, in_type, path, registry), out
+    _nested(node, path)
+    module, out = _node(node, (in_type,), path, registry, construct=True)
+    assert module is not None
+    return module, out
 
 
 def build_sequence(
@@ -237,10 +299,8 @@ def _node_type(
     path: tuple[PathPart, ...],
     registry: LayerRegistry,
 ) -> SampleType:
-    entry, params = _entry(node, path, registry)
-    if entry.output is None:
-        return _probe(entry, params, in_type, path, registry)[1]
-    return _declared(entry, params, in_type, path, registry)
+    _nested(node, path)
+    return _node(node, (in_type,), path, registry, construct=False)[1]
 
 
 def _sequence_type(
@@ -255,6 +315,17 @@ def _sequence_type(
     return current
 
 
+def node_type(
+    node: Mapping[str, Any],
+    in_types: Sequence[SampleType],
+    path: tuple[PathPart, ...] = (),
+    registry: LayerRegistry = LAYERS,
+) -> SampleType:
+    """The type one node found at ``path`` gives for its inputs' types (several for a merge),
+    by its declaration alone (an undeclared layer is run once on meta)."""
+    return _node(node, tuple(in_types), path, registry, construct=False)[1]
+
+
 def propagate(
     nodes: Sequence[Mapping[str, Any]],
     in_type: SampleType,
@@ -266,62 +337,182 @@ def propagate(
     return _sequence_type(nodes, in_type, path, registry)
 
 
+@dataclass
+class _Wired:
+    """A backbone as a graph: every node's type, module (when constructed) and inputs."""
+
+    types: dict[str, SampleType]
+    modules: dict[str, nn.Module]
+    wiring: dict[str, tuple[str, ...]]
+    last: str
+
+
+def _wire(
+    nodes: Sequence[Mapping[str, Any]],
+    in_type: SampleType,
+    registry: LayerRegistry,
+    *,
+    construct: bool,
+) -> _Wired:
+    """Type (and build) the backbone's nodes in order, each on the nodes its ``inputs`` name
+    (default: the node before it). Only earlier nodes can be named, so there is no cycle."""
+    wired = _Wired({INPUT: in_type}, {}, {}, INPUT)
+    later = {str(node.get("name", i)): i for i, node in enumerate(nodes)}
+    for index, node in enumerate(nodes):
+        key, path = str(node.get("name", index)), ("backbone", index)
+        if key == INPUT:
+            raise SpecError(
+                [Problem(f"the name {INPUT!r} is the clip's; name this node otherwise", path)]
+            )
+        if key in wired.wiring:
+            raise SpecError([Problem(f"duplicate module name {key!r}", (*path, "name"))])
+        sources = tuple(node.get("inputs", (wired.last,)))
+        for at, source in enumerate(sources):
+            if source not in wired.types:
+                where = (
+                    f"a node that comes later (backbone[{later[source]}]): a node reads only "
+                    "earlier ones, so the graph has no cycle"
+                    if source in later
+                    else "no node of the backbone"
+                )
+                known = ", ".join(wired.types)
+                raise SpecError(
+                    [
+                        Problem(
+                            f"input {source!r} names {where}; known here: {known}",
+                            (*path, "inputs", at),
+                        )
+                    ]
+                )
+        module, out = _node(
+            node, tuple(wired.types[s] for s in sources), path, registry, construct=construct
+        )
+        wired.types[key], wired.wiring[key], wired.last = out, sources, key
+        if module is not None:
+            wired.modules[key] = module
+    return wired
+
+
+def _source(
+    node: Mapping[str, Any], default: str, wired: _Wired, path: tuple[PathPart, ...]
+) -> str:
+    """The backbone node the neck or a head reads (``inputs``: one name; default ``default``)."""
+    sources = node.get("inputs", (default,))
+    if len(sources) != 1 or sources[0] not in wired.types:
+        known = ", ".join(wired.types)
+        raise SpecError(
+            [Problem(f"`inputs` must name one backbone node; known: {known}", (*path, "inputs"))]
+        )
+    return str(sources[0])
+
+
+def is_graph(spec: Mapping[str, Any]) -> bool:
+    """Whether any node of the spec names its inputs (else it is a chain)."""
+    nodes = [*spec["backbone"], *spec["heads"].values()]
+    if spec.get("neck") is not None:
+        nodes.append(spec["neck"])
+    return any("inputs" in node for node in nodes)
+
+
 @dataclass(frozen=True)
 class Assembled:
-    """The modules of a whole spec, on the meta device, with the type after each part."""
+    """The modules of a whole spec, on the meta device, with the type after each part.
 
-    backbone: nn.Sequential
+    ``taps`` maps the neck (``"neck"``) and each head that reads a backbone node of a graph,
+    rather than what comes before it, to that node's name."""
+
+    backbone: nn.Module
     neck: nn.Module
     heads: dict[str, nn.Module]
     types: dict[str, SampleType]
+    taps: dict[str, str] = field(default_factory=dict)
 
 
-def _heads(spec: Mapping[str, Any], each: Any) -> tuple[dict[str, Any], list[Problem]]:
-    """``each(node, path)`` for every head; heads are independent, so every problem is kept."""
-    results: dict[str, Any] = {}
+NECK = "neck"
+"""The key of the neck's output in an ``Assembled``'s ``taps`` (the backbone's nodes by name)."""
+
+
+def _assemble(spec: Mapping[str, Any], registry: LayerRegistry, *, construct: bool) -> Assembled:
+    in_type = input_type(spec)
+    types = {"input": in_type}
+    taps: dict[str, str] = {}
+    if is_graph(spec):
+        wired = _wire(spec["backbone"], in_type, registry, construct=construct)
+        backbone: nn.Module = Graph(wired.modules, wired.wiring) if construct else nn.Identity()
+        last = wired.last
+        types["backbone"] = wired.types[last]
+        inner = wired
+    else:
+        if construct:
+            backbone, types["backbone"] = build_sequence(
+                spec["backbone"], in_type, ("backbone",), registry
+            )
+        else:
+            backbone = nn.Identity()
+            types["backbone"] = _sequence_type(spec["backbone"], in_type, ("backbone",), registry)
+        inner = None
+    neck: nn.Module = nn.Identity()
+    types["neck"] = types["backbone"]
+    node = spec.get("neck")
+    if node is not None:
+        neck_in = types["backbone"]
+        if inner is not None and "inputs" in node:
+            taps[NECK] = _source(node, inner.last, inner, ("neck",))
+            neck_in = inner.types[taps[NECK]]
+        built, types["neck"] = _node(node, (neck_in,), ("neck",), registry, construct=construct)
+        neck = built if built is not None else neck
+
+    heads: dict[str, nn.Module] = {}
     problems: list[Problem] = []
-    for head_name, node in spec["heads"].items():
+    for name, head in spec["heads"].items():
+        path = ("heads", name)
         try:
-            results[head_name] = each(node, ("heads", head_name))
-        except SpecError as exc:
+            head_in = types["neck"]
+            if inner is not None and "inputs" in head:
+                taps[name] = _source(head, inner.last, inner, path)
+                head_in = inner.types[taps[name]]
+            module, types[f"heads.{name}"] = _node(
+                head, (head_in,), path, registry, construct=construct
+            )
+        except SpecError as exc:  # heads are independent: report each one
             problems.extend(exc.problems)
-    return results, problems
+            continue
+        if module is not None:
+            heads[name] = module
+    if problems:
+        raise SpecError(problems)
+    if inner is not None:
+        _refuse_shared_in_place(spec["backbone"], inner, taps)
+    return Assembled(backbone, neck, heads, types, taps)
+
+
+def _refuse_shared_in_place(
+    nodes: Sequence[Mapping[str, Any]], wired: _Wired, taps: Mapping[str, str]
+) -> None:
+    """A node that overwrites its input in place must be that input's only reader: another
+    reader would see the overwritten value."""
+    readers: dict[str, int] = {}
+    for sources in [*wired.wiring.values(), *([s] for s in taps.values())]:
+        for source in set(sources):
+            readers[source] = readers.get(source, 0) + 1
+    if NECK not in taps and wired.last in readers:
+        readers[wired.last] += 1  # the neck reads the last node too
+    for index, (name, sources) in enumerate(wired.wiring.items()):
+        shared = [s for s in sources if readers.get(s, 0) > 1]
+        if nodes[index].get("inplace") and shared:
+            message = (
+                f"{name!r} works in place on {shared[0]!r}, which other nodes read too; "
+                "set inplace: false"
+            )
+            raise SpecError([Problem(message, ("backbone", index, "inplace"))])
 
 
 def spec_types(spec: Mapping[str, Any], registry: LayerRegistry = LAYERS) -> dict[str, SampleType]:
-    """The type after the input, backbone, neck and each head of a validated spec (by
-    declarations alone); a ``SpecError`` listing every mismatch."""
-    types = {"input": input_type(spec)}
-    types["backbone"] = _sequence_type(spec["backbone"], types["input"], ("backbone",), registry)
-    neck = spec.get("neck")
-    types["neck"] = (
-        types["backbone"]
-        if neck is None
-        else _node_type(neck, types["backbone"], ("neck",), registry)
-    )
-    heads, problems = _heads(
-        spec, lambda node, path: _node_type(node, types["neck"], path, registry)
-    )
-    if problems:
-        raise SpecError(problems)
-    types.update({f"heads.{name}": out for name, out in heads.items()})
-    return types
+    """The type after the input, backbone, neck and each head (``heads.<name>``) of a validated
+    spec, by declarations alone; a ``SpecError`` listing every mismatch."""
+    return _assemble(spec, registry, construct=False).types
 
 
 def assemble(spec: Mapping[str, Any], registry: LayerRegistry = LAYERS) -> Assembled:
     """Build backbone, neck and heads of a validated spec on the meta device."""
-    types = {"input": input_type(spec)}
-    backbone, types["backbone"] = build_sequence(
-        spec["backbone"], types["input"], ("backbone",), registry
-    )
-    neck: nn.Module = nn.Identity()
-    types["neck"] = types["backbone"]
-    if spec.get("neck") is not None:
-        neck, types["neck"] = build_node(spec["neck"], types["backbone"], ("neck",), registry)
-    built, problems = _heads(
-        spec, lambda node, path: build_node(node, types["neck"], path, registry)
-    )
-    if problems:
-        raise SpecError(problems)
-    types.update({f"heads.{name}": out for name, (_, out) in built.items()})
-    return Assembled(backbone, neck, {name: module for name, (module, _) in built.items()}, types)
+    return _assemble(spec, registry, construct=True)

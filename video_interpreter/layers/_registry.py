@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from torch import nn
 
@@ -52,12 +52,20 @@ T = TypeVar("T", bound=Callable[..., Any])
 R = TypeVar("R")
 
 # Keys every node may carry besides its parameters.
-NODE_KEYS = ("type", "name")
+NODE_KEYS = ("type", "name", "inputs")
 NAME_SCHEMA: dict[str, Any] = {
     "type": "string",
     "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
     "description": "module name in the state dict (a Python identifier); default: the index",
 }
+INPUTS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+    "minItems": 1,
+    "description": "backbone nodes, the neck and heads only: the names of the earlier nodes "
+    "this node reads ('input': the clip); default: the node before it",
+}
+Arity = Literal["one", "many"]
 
 
 def closest_names(name: str, known: Sequence[str], n: int = 3) -> list[str]:
@@ -92,6 +100,7 @@ class LayerEntry:
     family: str
     accepts: frozenset[Layout] | None = None  # None: every layout
     output: OutputFn | None = None  # None: found by running the module on the meta device
+    arity: Arity = "one"  # "many": a merge, taking the tuple of its inputs' types and tensors
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -102,6 +111,7 @@ class LayerEntry:
             "properties": {
                 "type": {"const": self.name},
                 "name": NAME_SCHEMA,
+                "inputs": INPUTS_SCHEMA,
                 **{k: dict(v) for k, v in self.params.items()},
             },
             "required": ["type", *self.required],
@@ -141,6 +151,7 @@ class LayerRegistry:
         description: str | None = None,
         accepts: Iterable[Layout] | None = None,
         output: OutputFn | None = None,
+        arity: Arity = "one",
     ) -> LayerEntry:
         layer_name = str(name or getattr(obj, "__name__", ""))
         if not layer_name.isidentifier():
@@ -164,6 +175,7 @@ class LayerRegistry:
             description,
             None if accepts is None else frozenset(accepts),
             output,
+            arity,
         )
         self._entries[layer_name] = entry
         self._derived.clear()
@@ -236,6 +248,7 @@ def _make_entry(
     description: str | None,
     accepts: frozenset[Layout] | None,
     output: OutputFn | None,
+    arity: Arity,
 ) -> LayerEntry:
     """Check the schema against the signature and fill defaults from it."""
     where = f"layer {name!r}"
@@ -289,6 +302,7 @@ def _make_entry(
         family=getattr(obj, "__module__", "?"),
         accepts=accepts,
         output=output,
+        arity=arity,
     )
 
 
@@ -305,6 +319,7 @@ def register_layer(
     description: str | None = None,
     accepts: Iterable[Layout] | None = None,
     output: OutputFn | None = None,
+    arity: Arity = "one",
     registry: LayerRegistry | None = None,
 ) -> Callable[[T], T]:
     """Register a layer class or factory function under ``name`` (default: its ``__name__``).
@@ -317,7 +332,9 @@ def register_layer(
     The type declaration: ``accepts`` lists the layouts the layer takes (default: any), and
     ``output(x, **params)`` returns its output type for input type ``x`` and the node's
     parameters (defaults included), raising ``ShapeError`` for what it refuses. Without
-    ``output`` the layer is built and run once on the meta device to find its output.
+    ``output`` the layer is built and run once on the meta device to find its output. A merge
+    (``arity="many"``) takes several inputs: ``output`` gets the tuple of their types, and
+    ``forward`` the tensors.
 
     Example::
 
@@ -339,6 +356,7 @@ def register_layer(
             description=description,
             accepts=accepts,
             output=output,
+            arity=arity,
         )
         return obj
 

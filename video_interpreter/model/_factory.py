@@ -18,7 +18,8 @@ from torch import nn
 
 from ..errors import SpecError
 from ..layers import LAYERS, LayerRegistry, assemble
-from ..spec import ArchitectureSpec, SpecSource, load_spec
+from ..spec import ArchitectureSpec, Limits, SpecSource, load_spec
+from ..spec._limits import check_parameters, current_limits, module_budget, raised_limits
 from ._init import initialize
 from ._model import VideoInterpreter
 
@@ -30,12 +31,16 @@ DeviceLike = torch.device | str | None
 
 
 def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> VideoInterpreter:
-    """The model with every parameter on the meta device: shapes only, nothing allocated."""
+    """The model with every parameter on the meta device: shapes only, nothing allocated.
+
+    Refused (``SpecError``) beyond ``current_limits()``'s modules or parameters."""
     try:
-        parts = assemble(spec.to_dict(), registry)
+        with module_budget(current_limits()):
+            parts = assemble(spec.to_dict(), registry)
+        check_parameters([parts.backbone, parts.neck, *parts.heads.values()], current_limits())
     except SpecError as exc:
         raise spec.locate(exc) from None
-    return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads)
+    return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads, parts.taps)
 
 
 def materialize(
@@ -62,16 +67,20 @@ def build_model(
     device: DeviceLike = None,
     dtype: torch.dtype | None = None,
     registry: LayerRegistry = LAYERS,
+    limits: Limits | None = None,
 ) -> VideoInterpreter:
     """Build a ``VideoInterpreter`` from a spec file path, a spec name (``"v1"``), a mapping or
     an ``ArchitectureSpec``.
 
     ``overrides`` are dotlist assignments (``"heads.action.num_classes=10"``). With
     ``device="meta"`` nothing is allocated; otherwise weights are allocated once on ``device``
-    (default CPU) and initialised once with the spec's ``init`` scheme.
+    (default CPU) and initialised once with the spec's ``init`` scheme. ``limits`` bounds the
+    spec and the model (default ``current_limits()``): parameters are counted on the meta
+    device, before any weight is allocated.
     """
-    resolved = load_spec(spec, overrides=overrides, check_shapes=False, registry=registry)
-    model = build_meta(resolved, registry)
+    with raised_limits(limits or current_limits()):
+        resolved = load_spec(spec, overrides=overrides, check_shapes=False, registry=registry)
+        model = build_meta(resolved, registry)
     if torch.device(device or "cpu").type == "meta":
         if dtype is not None:
             model.to(dtype=dtype)

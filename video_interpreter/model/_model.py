@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from ..layers import NECK, Graph
 from ..spec import ArchitectureSpec
 
 __all__ = ["VideoInterpreter"]
@@ -24,12 +27,17 @@ class VideoInterpreter(nn.Module):
         backbone: nn.Module,
         neck: nn.Module,
         heads: dict[str, nn.Module],
+        taps: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self._spec = spec
         self.backbone = backbone
         self.neck = neck
         self.heads = nn.ModuleDict(heads)
+        # A graph's neck and heads may read inner backbone nodes: "neck" / head name -> node.
+        self.taps = dict(taps or {})
+        if self.taps and not isinstance(backbone, Graph):
+            raise TypeError("taps name backbone nodes, so the backbone must be a Graph")
 
     @property
     def spec(self) -> ArchitectureSpec:
@@ -47,8 +55,16 @@ class VideoInterpreter(nn.Module):
                 f"expected a clip batch (B, C, T, H, W) such as (B, {c}, {t}, {h}, {w}), "
                 f"got shape {tuple(clip.shape)}"
             )
-        shared = self.features(clip)
-        return {name: head(shared) for name, head in self.heads.items()}
+        if not self.taps:
+            shared = self.features(clip)
+            return {name: head(shared) for name, head in self.heads.items()}
+        assert isinstance(self.backbone, Graph)
+        values = self.backbone.run(clip, keep=tuple(self.taps.values()))
+        shared = self.neck(values[self.taps.get(NECK, self.backbone.output)])
+        return {
+            name: head(values[self.taps[name]] if name in self.taps else shared)
+            for name, head in self.heads.items()
+        }
 
     def extra_repr(self) -> str:
         return (

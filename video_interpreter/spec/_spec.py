@@ -16,7 +16,8 @@ import yaml
 from ..errors import Problem, SpecError
 from ..layers import LAYERS, LayerRegistry, SampleType, spec_types
 from ._compose import Composed, compose
-from ._lookup import find_spec_file, known_spec_names
+from ._limits import Limits, current_limits, raised_limits
+from ._lookup import SPEC_SUFFIXES, find_spec_file, known_spec_names
 from ._source import SourceMap
 from ._validate import schema_problems
 
@@ -216,8 +217,31 @@ def _fill_defaults(value: Any, schema: Mapping[str, Any], registry: LayerRegistr
         _fill_defaults(value, branch, registry)
 
 
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
+
+
 def _resolve_path(source: str | Path) -> Path:
+    given = Path(source)
+    suffix = given.suffix.lower()
+    if given.is_file() and suffix not in SPEC_SUFFIXES:
+        if suffix in _CHECKPOINT_SUFFIXES:
+            message = (
+                "this is a checkpoint, not a spec: `video-interpreter inspect` shows what it "
+                "holds, and load_model(path) rebuilds its model"
+            )
+        else:
+            message = f"not a spec file: a spec's name ends in {', '.join(SPEC_SUFFIXES)}"
+        raise SpecError([Problem(message, file=str(source))])
     found = find_spec_file(source)
+    if found is None and given.is_dir():
+        sharded = (given / ".metadata").is_file() and (given / "metadata.json").is_file()
+        message = "a folder, not a spec file" + (
+            "; it holds a sharded checkpoint, which `video-interpreter consolidate` turns into "
+            "one file"
+            if sharded
+            else ""
+        )
+        raise SpecError([Problem(message, file=str(source))])
     if found is None:
         names = ", ".join(known_spec_names()) or "none found"
         raise SpecError(
@@ -254,22 +278,31 @@ def load_spec(
     overrides: Sequence[str] = (),
     check_shapes: bool = True,
     registry: LayerRegistry = LAYERS,
+    limits: Limits | None = None,
+    allow_external_extends: bool = False,
 ) -> ArchitectureSpec:
     """Load, compose, validate and resolve a spec from a path, a spec name, or a mapping.
 
     Raises ``SpecError`` listing every problem with its ``file:line:col`` and spec path. With
     ``check_shapes`` the clip's type is propagated through every node (pure Python), so a node
-    that cannot take what the node before it gives is reported at its line.
+    that cannot take what the node before it gives is reported at its line. ``limits`` bounds
+    what the spec may ask for (default: ``current_limits()``); ``allow_external_extends`` lets
+    ``extends`` read files outside the spec's own folder and the architectures folders.
     """
-    if isinstance(source, ArchitectureSpec):
-        if not overrides:
-            return source
-        source = source.to_dict()
-    if isinstance(source, Mapping):
-        spec = _resolve(compose(source, overrides), None, registry)
-    else:
-        path = _resolve_path(source)
-        spec = _resolve(compose(path, overrides), str(path), registry)
-    if check_shapes:
-        spec.check_shapes(registry)
-    return spec
+    with raised_limits(limits or current_limits()) as chosen:
+        if isinstance(source, ArchitectureSpec):
+            if not overrides:
+                return source
+            source = source.to_dict()
+        options: dict[str, Any] = {
+            "limits": chosen,
+            "allow_external_extends": allow_external_extends,
+        }
+        if isinstance(source, Mapping):
+            spec = _resolve(compose(source, overrides, **options), None, registry)
+        else:
+            path = _resolve_path(source)
+            spec = _resolve(compose(path, overrides, **options), str(path), registry)
+        if check_shapes:
+            spec.check_shapes(registry)
+        return spec

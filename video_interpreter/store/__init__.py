@@ -6,6 +6,7 @@ retention and a SQLite registry; the last stage of the flow (it uses ``checkpoin
     store = ModelStore("models/saved_models")
     entry = store.save(model, metrics={"acc": 0.95})    # video_interpreter_v1_acc_0.95.pth
     store.save_checkpoint(model, epoch=3, optimizer=opt) # video_interpreter_v1_epoch_0003.pth
+    store.resume(model, opt)                             # from the latest checkpoint
     store.best()                                         # also video_interpreter_v1_best.pth
     model = store.load(entry)                            # sha256 checked against the registry
     store.prune(keep_last=3)                             # never the best, never a pinned file

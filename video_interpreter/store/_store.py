@@ -33,12 +33,14 @@ import torch
 from torch import nn
 
 from ..checkpoint import (
+    Checkpoint,
     CheckpointMetadata,
     load_model,
     read_metadata,
     save_model,
     sha256_file,
 )
+from ..checkpoint import resume as resume_checkpoint
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
 from ..spec import ArchitectureSpec
@@ -665,6 +667,44 @@ class ModelStore:
             raise StoreError(
                 f"{entry.path}: {exc} (the registry recorded sha256 {entry.sha256})"
             ) from exc
+
+    def latest_checkpoint(self, name: str, version: str) -> Entry | None:
+        """The training checkpoint of ``name``/``version`` with the highest epoch (the last
+        saved among equal epochs), or None when the store holds none."""
+        found = self.find(name, version, kind="checkpoint")
+        return found[-1] if found else None
+
+    def resume(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        *,
+        restore_rng: bool = True,
+    ) -> Checkpoint | None:
+        """Continue training from the latest training checkpoint of ``model``'s name and
+        version: its weights, the optimizer's and scheduler's states and the RNG states are
+        restored (``checkpoint.resume``), after its sha256 is checked against the registry.
+        Returns the checkpoint (``.epoch``, ``.step``, ``.loss``...), or None when the store
+        holds no checkpoint of this model, and nothing is changed."""
+        spec = _spec_of(model)
+        entry = self.latest_checkpoint(spec.name, spec.version)
+        if entry is None:
+            return None
+        if not entry.path.is_file():
+            raise StoreError(
+                f"{entry.path} is the latest checkpoint of {spec.name} {spec.version} but is "
+                "missing; `video-interpreter models sync` drops the records of deleted files"
+            )
+        logger.info("resuming %s %s from %s", spec.name, spec.version, entry.file)
+        return resume_checkpoint(
+            entry.path,
+            model,
+            optimizer,
+            scheduler,
+            verify=entry.sha256,
+            restore_rng=restore_rng,
+        )
 
     # -- pins and retention -------------------------------------------------------------------
     def pin(self, ref: EntryRef) -> Entry:
