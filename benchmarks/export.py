@@ -1,6 +1,6 @@
 """Zoo models exported and compiled, side by side on the CPU. Prints a Markdown table.
 
-    python benchmarks/export.py                       # the six zoo architectures
+    python benchmarks/export.py                       # every zoo architecture
     python benchmarks/export.py --archs s3d --runs 1
 
 Per architecture: the export time and file size of ``.pt2`` (``torch.export``, batch dynamic)
@@ -30,7 +30,20 @@ import torch
 from video_interpreter.export import ONNX_OPSET, check_export, export_model
 from video_interpreter.model import build_model
 
-ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
+ARCHS = (
+    "r3d_18",
+    "mc3_18",
+    "r2plus1d_18",
+    "s3d",
+    "mvit_v2_s",
+    "swin3d_t",
+    "slow_r50",
+    "slowfast_r50",
+    "x3d_xs",
+    "x3d_s",
+    "x3d_m",
+    "x3d_l",
+)
 
 
 @dataclass(frozen=True)

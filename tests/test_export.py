@@ -42,14 +42,21 @@ TINY = [name for name in SPECS if name.startswith("tiny_")]
 # Smaller clips where a spec allows them (the architecture, depth and widths unchanged).
 # s3d's neck pools a fixed 2x7x7 window, which needs the full 16x224x224 clip.
 _SMALL = ["input.frames=4", "input.height=32", "input.width=32"]
+_SMALL_64 = ["input.frames=4", "input.height=64", "input.width=64"]
 REDUCED: dict[str, list[str]] = {
     "r3d_18": _SMALL,
     "mc3_18": _SMALL,
     "r2plus1d_18": _SMALL,
     "v1": _SMALL,
     "video_transformer_s": _SMALL,
-    "mvit_v2_s": ["input.frames=4", "input.height=64", "input.width=64"],
-    "swin3d_t": ["input.frames=4", "input.height=64", "input.width=64"],
+    "slow_r50": _SMALL,
+    "slowfast_r50": ["input.frames=8", "input.height=32", "input.width=32"],  # slow path: T/4
+    "mvit_v2_s": _SMALL_64,
+    "swin3d_t": _SMALL_64,
+    "x3d_xs": _SMALL_64,
+    "x3d_s": _SMALL_64,
+    "x3d_m": _SMALL_64,
+    "x3d_l": _SMALL_64,
 }
 
 
