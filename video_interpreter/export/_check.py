@@ -15,9 +15,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._export import ExportError, ExportFormat, example_clip, format_for, frame_probe, spec_of
+from ._export import (
+    ExportError,
+    ExportFormat,
+    evaluating,
+    example_clip,
+    format_for,
+    frame_probe,
+    spec_of,
+)
 
-__all__ = ["TOLERANCES", "ParityReport", "check_export"]
+__all__ = ["CHECK_BATCH", "TOLERANCES", "ParityReport", "check_export", "check_frames"]
 
 TOLERANCES: dict[ExportFormat, float] = {"pt2": 1e-5, "onnx": 1e-4}
 """Largest absolute difference from eager allowed, per format."""
@@ -84,13 +92,8 @@ def check_export(
     chosen = format_for(artefact)
     spec = spec_of(model)
     clip = example_clip(spec, batch=batch, frames=frames, seed=seed)
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            expected = model(clip)
-    finally:
-        model.train(training)
+    with evaluating(model), torch.no_grad():
+        expected = model(clip)
     try:
         got = _run_pt2(artefact, clip) if chosen == "pt2" else _run_onnx(artefact, clip)
     except ExportError:

@@ -41,6 +41,7 @@ __all__ = [
     "ExportFormat",
     "ExportedModel",
     "dynamic_range",
+    "evaluating",
     "example_clip",
     "export_model",
     "exported_metadata",
@@ -257,7 +258,7 @@ def trace(model: nn.Module, dynamic: Sequence[str] | str = ("batch",)) -> Export
     clip = example_clip(spec, batch=TRACE_BATCH)
     if "batch" not in dims:
         clip = clip[:1]
-    with _eval(model):
+    with evaluating(model):
         try:
             program = torch.export.export(model, (clip,), dynamic_shapes={"clip": shapes})
         except Exception as exc:  # the exporter's errors: what failed is in its message
@@ -302,7 +303,8 @@ def dynamic_range(program: ExportedProgram, dim: str) -> tuple[int, int | None]:
 
 
 @contextlib.contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block; every submodule's own mode restored after."""
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
