@@ -262,9 +262,14 @@ def trace(model: nn.Module, dynamic: Sequence[str] | str = ("batch",)) -> Export
         try:
             program = torch.export.export(model, (clip,), dynamic_shapes={"clip": shapes})
         except Exception as exc:  # the exporter's errors: what failed is in its message
+            hint = (
+                "; with dynamic=('batch',) the frame count is fixed, which may avoid this"
+                if "frames" in dims
+                else ""
+            )
             raise ExportError(
                 f"torch.export could not export {spec.name} {spec.version} with dynamic "
-                f"{', '.join(dims) or 'nothing'}: {type(exc).__name__}: {exc}"
+                f"{', '.join(dims) or 'nothing'}: {type(exc).__name__}: {exc}{hint}"
             ) from exc
     fixed = _specialised(program, dims)
     if fixed:
