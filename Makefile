@@ -46,7 +46,7 @@ schema: setup
 	$(BIN)/video-interpreter schema
 
 bench: setup
-	for script in build zoo first_build load summary store distributed compress; do \
+	for script in build zoo first_build load summary store distributed compress export; do \
 	  $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 clean:

@@ -34,6 +34,7 @@ from .errors import (
     TrainingError,
     VideoInterpreterError,
 )
+from .export import ExportedModel, ExportError, ParityReport, check_export, export_model
 from .layers import (
     LAYERS,
     BuildContext,
@@ -62,6 +63,8 @@ __all__ = [
     "CheckpointMetadata",
     "CompressionError",
     "EpochResult",
+    "ExportError",
+    "ExportedModel",
     "Layout",
     "Limits",
     "LoadError",
@@ -69,6 +72,7 @@ __all__ = [
     "ModelStore",
     "ModelSummary",
     "MovingSquares",
+    "ParityReport",
     "Problem",
     "RegistrationError",
     "RegistryError",
@@ -84,6 +88,8 @@ __all__ = [
     "architecture_schema",
     "build_model",
     "channels",
+    "check_export",
+    "export_model",
     "features",
     "fit",
     "load_checkpoint",

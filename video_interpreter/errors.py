@@ -15,6 +15,9 @@ Exception tree::
     ├── DiagramError(RuntimeError)     Graphviz missing or failing (video_interpreter.diagram)
     │   └── GraphvizNotFoundError
     ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
+    ├── ExportError(ValueError)        an unknown export format, a dimension the model cannot
+    │                                  leave dynamic, a source without a spec, an exporter
+    │                                  failure (video_interpreter.export)
     ├── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
     ├── TrainingError(ValueError)      a training run or its synthetic data cannot work as asked
     └── CompressionError(ValueError)   an unknown quantisation scheme, a model no scheme can

@@ -20,6 +20,7 @@ from . import (
     _compress_command,
     _demo_command,
     _distributed_commands,
+    _export_command,
     _spec_commands,
     _store_commands,
     _view_commands,
@@ -42,6 +43,7 @@ _GROUPS = (
     _compress_command,
     _store_commands,
     _distributed_commands,
+    _export_command,
     _demo_command,
 )
 

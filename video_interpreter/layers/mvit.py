@@ -288,7 +288,7 @@ class PoolingAttention(nn.Module):
         assert self.rel_pos_h is not None
         assert self.rel_pos_w is not None
         assert self.rel_pos_t is not None
-        (qt, qh, qw), (kt, kh, kw) = self.q_grid, self.kv_grid
+        qt, qh, qw = self.q_grid
         b, n_q = q.shape[:2]
         tables = []
         axes = (self.rel_pos_t, self.rel_pos_h, self.rel_pos_w)
@@ -302,17 +302,13 @@ class PoolingAttention(nn.Module):
         bias_t = torch.einsum("bthwnc,tkc->bnthwk", grid_q, r_t)
         bias_h = torch.einsum("bthwnc,hkc->bnthwk", grid_q, r_h)
         bias_w = torch.einsum("bthwnc,wkc->bnthwk", grid_q, r_w)
-        # bias[b, n, q, (kt, kh, kw)] = bias_t[.., kt] + bias_h[.., kh] + bias_w[.., kw], written
-        # into the padded bias in place (cheaper to shape-check on the meta device than
-        # out-of-place broadcasts, and autograd-safe: every tensor written here is fresh).
-        spatial = bias_h.new_empty(*bias_h.shape, kw)  # (B, heads, t, h, w, kh, kw)
-        spatial.copy_(bias_h[..., :, None]).add_(bias_w[..., None, :])
-        bias = q.new_empty(b, self.heads, n_q, n_kv)
-        bias[:, :, 0].zero_()  # the class token's row and column get no position bias
-        bias[:, :, 1:, 0].zero_()
-        inner = bias[:, :, 1:, 1:].view(b, self.heads, qt, qh, qw, kt, kh, kw)
-        inner.copy_(spatial[..., None, :, :]).add_(bias_t[..., :, None, None])
-        return bias
+        # bias[b, n, q, (kt, kh, kw)] = (bias_h[.., kh] + bias_w[.., kw]) + bias_t[.., kt], out of
+        # place: in-place writes into views of one padded bias are what torch.export's ONNX
+        # path mistranslates (reshapes fixed to the traced batch size).
+        spatial = bias_h[..., :, None] + bias_w[..., None, :]  # (B, heads, t, h, w, kh, kw)
+        inner = spatial[..., None, :, :] + bias_t[..., :, None, None]  # (.., kt, kh, kw)
+        # The class token's row and column get no position bias: zeros in front of both.
+        return F.pad(inner.reshape(b, self.heads, n_q - 1, n_kv - 1), (1, 0, 1, 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1 + T*H*W, in_dim)
         b, n, _ = x.shape
@@ -326,17 +322,23 @@ class PoolingAttention(nn.Module):
         bias = None
         if self.rel_pos_h is not None:
             bias = self._relative_bias(q, k.shape[1])
-        out = F.scaled_dot_product_attention(
+        attended = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias
-        ).transpose(1, 2)  # (B, Nq, heads, head_dim)
+        )  # (B, heads, Nq, head_dim)
+        # Heads joined in a fresh token-major copy. Not a reshape, which is a view or a copy
+        # depending on the strides of attention's output: those differ between torch's CPU
+        # kernel and the ONNX exporter's decomposition of it, and a view traced for the one
+        # fails on the other. The copy is fresh, so the residual below can add into it in place
+        # (attention's backward keeps its own output).
+        out = attended.transpose(1, 2).clone(memory_format=torch.contiguous_format)
+        out = out.view(b, out.shape[1], -1)  # (B, Nq, dim)
         if self.residual_pool:
-            if out.requires_grad:
-                out = out.clone()  # attention's backward needs its output as it was
+            pooled = q.flatten(2)  # (B, Nq, dim)
             if self.residual_pool_class_token:
-                out.add_(q)
+                out.add_(pooled)
             else:
-                out[:, 1:].add_(q[:, 1:])
-        projected: torch.Tensor = self.project(out.reshape(b, out.shape[1], -1))
+                out[:, 1:].add_(pooled[:, 1:])
+        projected: torch.Tensor = self.project(out)
         return projected  # (B, Nq, dim)
 
 

@@ -81,7 +81,9 @@ def relative_position_index(window: Triple, device: torch.device | str = "cpu") 
 def _axis_regions(length: int, window: int, shift: int) -> torch.Tensor:
     """After a cyclic shift by ``shift``, which of the three strips each position came from:
     0 for the untouched part, 1 for the last window's unwrapped part, 2 for the wrapped tail."""
-    position = torch.arange(length)
+    # On the CPU also while building on the meta device (an explicit device, not a device
+    # context: torch.compile cannot trace one).
+    position = torch.arange(length, device="cpu")
     if shift == 0:
         return torch.zeros_like(position)
     return (position >= length - window).long() + (position >= length - shift).long()
@@ -110,9 +112,10 @@ def shifted_window_mask(
     """Additive attention mask ``(num_windows, N, N)`` for windows on a cyclically shifted grid:
     0 between tokens that were neighbours before the shift, -100 between tokens the wrap-around
     brought together. ``grid`` must be a multiple of ``window``."""
-    with torch.device("cpu"):  # also when called while building on the meta device
-        region = _window_regions(grid, window, shift)
-    region = region.to(device)
+    # While torch.compile or torch.export traces, the labels are traced ops (a cached tensor
+    # would be the tracer's fake one, and would then poison every later eager call).
+    regions = _window_regions.__wrapped__ if torch.compiler.is_compiling() else _window_regions
+    region = regions(grid, window, shift).to(device)
     apart = region[:, None, :] != region[:, :, None]
     # A product rather than masked_fill_: on meta, torch's masked_fill_ kernel is Python and
     # its first call imports sympy.
