@@ -48,6 +48,18 @@ def tiny_spec(
 TINY_SPEC: dict[str, Any] = tiny_spec()
 
 
+def spec_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a nested spec document (mappings and lists), the root included."""
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += spec_paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += spec_paths(item, (*prefix, index))
+    return found
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path) -> Callable[[str, str], Path]:
     """Write dedented spec text to ``tmp_path/name`` and return its path."""

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from video_interpreter import Problem, SpecError, build_model, load_spec
 
-from .conftest import tiny_spec
+from .conftest import spec_paths, tiny_spec
 
 SECONDS = 10.0  # per input, far above what a bounded input takes
 MEMORY = 500 * 2**20  # growth of the peak per input
@@ -171,17 +171,6 @@ HOSTILE = st.one_of(
 )
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, (*prefix, index))
-    return found
-
-
 REAL = {
     name: load_spec(name).to_dict()
     for name in ("tiny_resnet", "tiny_swin", "tiny_mvit", "tiny_two_pathway")
@@ -189,7 +178,7 @@ REAL = {
 
 
 def _leaves(value: Any) -> list[tuple[Any, ...]]:
-    return [p for p in _paths(value)[1:] if not isinstance(_at(value, p), dict | list)]
+    return [p for p in spec_paths(value)[1:] if not isinstance(_at(value, p), dict | list)]
 
 
 def _at(value: Any, path: tuple[Any, ...]) -> Any:
@@ -205,7 +194,7 @@ def hostile_specs(draw: st.DrawFn) -> dict[str, Any]:
     spec = copy.deepcopy(REAL[draw(st.sampled_from(sorted(REAL)))])
     for _ in range(draw(st.integers(1, 3))):
         pick = st.sampled_from(_leaves(spec)) if draw(st.booleans()) else None
-        path = draw(pick if pick is not None else st.sampled_from(_paths(spec)[1:]))
+        path = draw(pick if pick is not None else st.sampled_from(spec_paths(spec)[1:]))
         parent: Any = spec
         for part in path[:-1]:
             parent = parent[part]

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from video_interpreter import SpecError, load_spec
 
+from .conftest import spec_paths
+
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -104,22 +106,11 @@ def test_arbitrary_documents_give_a_spec_or_a_spec_error(tmp_path: Path, documen
 REAL_SPECS = {name: load_spec(name).to_dict() for name in ("tiny_resnet", "tiny_transformer")}
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, (*prefix, index))
-    return found
-
-
 @st.composite
 def mutated_specs(draw: st.DrawFn) -> dict[str, Any]:
     spec = copy.deepcopy(REAL_SPECS[draw(st.sampled_from(sorted(REAL_SPECS)))])
     for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(_paths(spec)[1:]))
+        path = draw(st.sampled_from(spec_paths(spec)[1:]))
         parent: Any = spec
         for part in path[:-1]:
             parent = parent[part]
