@@ -78,6 +78,9 @@ def _run_forward(
         consumed = [] if t.op == "fill" else [key, *(i.expand(match) for i in t.inputs)]
         read = [key] if t.op == "fill" and key else consumed
         absent = [k for k in read if k not in working]
+        if t.op == "drop" and t.like is not None and t.like.expand(match) not in working:
+            # export restores the dropped key from this one at this very point: it must be here
+            absent.append(t.like.expand(match))
         if absent:
             near = closest_names(absent[0], list(working), n=1)
             raise KeyMapError(
@@ -164,6 +167,7 @@ class _Reversed:
     transform: Transform
     inverted: InvertedPattern | None
     regex: re.Pattern[str] | None
+    outputs: tuple[re.Pattern[str], ...] = ()  # every key it produces (fill and split too)
 
 
 def _reversed(t: Transform) -> _Reversed:
@@ -172,12 +176,14 @@ def _reversed(t: Transform) -> _Reversed:
         raise KeyMapError(f"cannot export through {t.label}: {problem}")
     try:
         if t.pattern is None:  # fill by shape: one literal key
-            return _Reversed(t, None, re.compile(re.escape(t.outputs[0].expand(None))))
+            literal = re.compile(re.escape(t.outputs[0].expand(None)))
+            return _Reversed(t, None, literal, (literal,))
         inverted = invert_pattern(t.pattern)
+        outputs = tuple(inverted.regex_for(o, every_group=False) for o in t.outputs)
         if t.op == "drop" and t.like is None:  # drop by shape: from names one key
             return _Reversed(t, inverted, None)
         matched = t.like if t.op == "drop" and t.like is not None else t.outputs[0]
-        return _Reversed(t, inverted, inverted.regex_for(matched))
+        return _Reversed(t, inverted, inverted.regex_for(matched), outputs)
     except ValueError as exc:
         raise KeyMapError(f"cannot export through {t.label}: {exc}") from None
 
@@ -243,25 +249,48 @@ def _run_inverse(r: _Reversed, working: dict[str, torch.Tensor], movable: set[st
             movable.add(k)
 
 
-def _rule_source(rules: tuple[Rule, ...], key: str, reasons: dict[int, str]) -> str | None:
-    """The source key the first fitting rule renames to ``key``; reasons collects the rules
-    that cannot be read backwards."""
+@dataclass(frozen=True)
+class _ReversedRule:
+    rule: Rule
+    inverted: InvertedPattern
+    regex: re.Pattern[str]
+
+    @property
+    def spelled(self) -> int:
+        """How many characters of a key the replacement spells out (not from groups)."""
+        return sum(len(p) for p in self.rule.replace.parts if isinstance(p, str))
+
+
+def _reversed_rules(rules: tuple[Rule, ...]) -> tuple[list[_ReversedRule], list[str]]:
+    """The rules that read backwards, and why the others do not."""
+    readable: list[_ReversedRule] = []
+    reasons: list[str] = []
     for rule in rules:
         try:
             inverted = invert_pattern(rule.pattern)
-            regex = inverted.regex_for(rule.replace)
+            readable.append(_ReversedRule(rule, inverted, inverted.regex_for(rule.replace)))
         except ValueError as exc:
-            reasons.setdefault(rule.index, f"{rule.label}: {exc}")
-            continue
-        match = regex.fullmatch(key)
+            reasons.append(f"{rule.label}: {exc}")
+    return readable, reasons
+
+
+def _rule_source(rules: tuple[Rule, ...], readable: list[_ReversedRule], key: str) -> str | None:
+    """The source key a rule renames to ``key``. Where several could (``blocks.0.norm.x`` and
+    ``blocks.0.conv.norm.x`` both giving ``stem.norm.x``), the rule that spells out more of
+    the key wins: it was written for that key, the wider one for the rest."""
+    found: list[tuple[_ReversedRule, str]] = []
+    for reader in readable:
+        match = reader.regex.fullmatch(key)
         if match is None:
             continue
-        source = inverted.source_key(match)
-        # the first rule that matches the source key must be this one, giving this key back
+        source = reader.inverted.source_key(match)
+        # the first rule matching the source key must be this one, giving this key back
         first = next((r for r in rules if r.pattern.search(source)), None)
-        if first is rule and rule.rename(source) == key:
-            return source
-    return None
+        if first is reader.rule and reader.rule.rename(source) == key:
+            found.append((reader, source))
+    if not found:
+        return None
+    return max(found, key=lambda pair: pair[0].spelled)[1]
 
 
 def _meta(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -296,26 +325,21 @@ def export_state_dict(
         )
     reversed_transforms = [_reversed(t) for t in key_map.transforms]
     produced = {
-        k
-        for k in state
-        if any(
-            r.regex is not None and r.transform.op != "drop" and r.regex.fullmatch(k)
-            for r in reversed_transforms
-        )
+        k for k in state if any(o.fullmatch(k) for r in reversed_transforms for o in r.outputs)
     }
     working: dict[str, torch.Tensor] = {}
-    reasons: dict[int, str] = {}
+    readable, reasons = _reversed_rules(key_map.rules)
     stuck: list[str] = []
     for key, tensor in state.items():
         if key in produced:
             continue
-        source = _rule_source(key_map.rules, key, reasons)
+        source = _rule_source(key_map.rules, readable, key)
         if source is None:
             stuck.append(key)
         else:
             working[source] = tensor
     if stuck:
-        why = "; ".join(reasons.values())
+        why = "; ".join(reasons)
         raise KeyMapError(
             f"cannot export {len(stuck)} key{'s' if len(stuck) > 1 else ''} through the key map "
             f"{key_map.origin}: no rule or transform gives {', '.join(map(repr, stuck[:5]))}"

@@ -128,10 +128,10 @@ class InvertedPattern:
             return ref.group
         return self.pattern.groupindex[ref.group]
 
-    def regex_for(self, template: Template) -> re.Pattern[str]:
+    def regex_for(self, template: Template, *, every_group: bool = True) -> re.Pattern[str]:
         """A regex that matches exactly the keys ``template`` produces from this pattern's
-        matches; ``ValueError`` when the template loses a group (export could not rebuild the
-        source key) or uses one that cannot be read back."""
+        matches; ``ValueError`` when it uses a group that cannot be read back, or (with
+        ``every_group``) loses one, so that the source key could not be rebuilt from it."""
         out: list[str] = []
         seen: set[int] = set()
         for part in template.parts:
@@ -150,7 +150,7 @@ class InvertedPattern:
                 seen.add(number)
                 out.append(f"(?P<_g{number}>{self.groups[number]})")
         lost = sorted(set(self.groups) - seen)
-        if lost:
+        if lost and every_group:
             raise ValueError(
                 f"'{template.text}' does not use group {lost[0]} of '{self.pattern.pattern}', "
                 "so the source key cannot be rebuilt from it"
