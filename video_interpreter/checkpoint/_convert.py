@@ -114,7 +114,7 @@ def import_state_dict(
     mapped = apply_key_map(rules, checkpoint.state_dict)
     model = build_model(spec, device="meta")
     label = f"{source} ({rules.source})"
-    _refuse_misfits(model.state_dict(), mapped, label, model.spec)
+    _refuse_misfits(model.state_dict(), checkpoint.state_dict, mapped, label, model.spec)
     report = apply_weights(model, mapped.state_dict, strict=True, keep_source_dtype=True)
     report = dataclasses.replace(
         report,
@@ -155,6 +155,7 @@ def _key_map_for(
 
 def _refuse_misfits(
     model_state: Mapping[str, torch.Tensor],
+    source_state: Mapping[str, torch.Tensor],
     mapped: MappedStateDict,
     label: str,
     spec: ArchitectureSpec,
@@ -176,16 +177,20 @@ def _refuse_misfits(
         if near:
             hints[key] = f"closest produced key: {near[0]}"
     covered = {**mapped.renamed, **{k: k for k in mapped.dropped}}
-    for key in mapped.unmapped:  # a covered source key like it shows the rule that nearly fit
-        near = closest_names(key, list(covered), n=1)
+    for key in mapped.unmapped:  # a covered key beside it shows the rule that nearly fit
+        parent = key.rpartition(".")[0]
+        siblings = [k for k in covered if k.rpartition(".")[0] == parent]
+        near = closest_names(key, siblings or list(covered), n=1) or siblings[:1]
         if near:
-            hints[key] = f"a key like {near[0]!r} is covered" + (
-                f" (renamed to {covered[near[0]]!r})" if covered[near[0]] != near[0] else ""
+            fate = covered[near[0]]
+            hints[key] = f"{near[0]!r} is covered" + (
+                f", renamed to {fate!r}" if fate != near[0] else ", dropped"
             )
     shapes: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {
         k: (None, tuple(model_state[k].shape)) for k in missing
     }
     shapes.update({k: (tuple(state[k].shape), None) for k in unexpected})
+    shapes.update({k: (tuple(source_state[k].shape), None) for k in mapped.unmapped})
     report = LoadReport(
         source=label,
         target=f"{spec.name}/{spec.version}",

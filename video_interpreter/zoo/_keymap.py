@@ -205,7 +205,7 @@ class _Reader:
             value=float(body["value"]) if "value" in body else None,
             like=like,
             dtype=body.get("dtype"),
-            where=self.where(path),
+            where=self.where(("transforms", index)),
         )
 
     def _check(self, op: str, body: Mapping[str, Any], path: tuple[PathPart, ...]) -> None:

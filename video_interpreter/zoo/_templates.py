@@ -149,7 +149,7 @@ class InvertedPattern:
             else:
                 seen.add(number)
                 out.append(f"(?P<_g{number}>{self.groups[number]})")
-        lost = sorted(set(self.groups) - seen)
+        lost = sorted(n for n in set(self.groups) - seen if _literal(self.groups[n]) is None)
         if lost and every_group:
             raise ValueError(
                 f"'{template.text}' does not use group {lost[0]} of '{self.pattern.pattern}', "
@@ -158,11 +158,36 @@ class InvertedPattern:
         return re.compile("".join(out))
 
     def source_key(self, match: re.Match[str]) -> str:
-        """The source key whose groups ``match`` (of ``regex_for``) recovered."""
-        return "".join(
-            part if isinstance(part, str) else match.group(f"_g{self.number(part)}")
-            for part in self.key
-        )
+        """The source key whose groups ``match`` (of ``regex_for``) recovered; a group the
+        template does not use matched the one text it can (``(weight)``)."""
+        out: list[str] = []
+        for part in self.key:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            number = self.number(part)
+            text = match.groupdict().get(f"_g{number}")
+            out.append(text if text is not None else _literal(self.groups[number]) or "")
+        return "".join(out)
+
+
+def _literal(body: str) -> str | None:
+    """The one text a group's pattern matches when it is plain (``weight``, ``norm\\.0``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\":
+            if i + 1 == len(body) or body[i + 1].isalnum():
+                return None
+            out.append(body[i + 1])
+            i += 2
+            continue
+        if char in _WILDCARDS or char == "(":
+            return None
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def _closing(text: str, start: int) -> int:
