@@ -489,6 +489,24 @@ def test_every_problem_of_a_key_map_is_reported_at_once(tmp_path: Path) -> None:
     ]
 
 
+def test_a_json_key_map_reads_like_a_yaml_one(tmp_path: Path) -> None:
+    path = tmp_path / "map.json"
+    path.write_text(
+        '{"source": "s",\n "transforms": [{"unsqueeze": {"from": "^(w)$", "to": "t", "dim": -1}}]}',
+        encoding="utf-8",
+    )
+    km = read_key_map(path)
+    assert km.transforms[0].where == f"{path}:2:17"
+    mapped = apply_key_map(km, {"w": seeded(3)})
+    assert mapped.state_dict["t"].shape == (3, 1)
+    assert str(mapped.transformed[0]) == "unsqueeze (transforms[0]): w (3,) -> t (3, 1)"
+    path.write_text('{"source": "s", "transforms": [{"unsqueeze": {"from": "^(w)$"}}]}')
+    with pytest.raises(
+        KeyMapError, match=r"map.json:1:46: transforms\[0\].unsqueeze: missing required key 'to'"
+    ):
+        read_key_map(path)
+
+
 def test_a_key_map_given_as_data_is_checked_like_a_file() -> None:
     with pytest.raises(KeyMapError, match=r"<key map>: transforms\[0\].split.to: expected array"):
         key_map_from_dict(

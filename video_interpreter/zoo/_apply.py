@@ -42,10 +42,13 @@ class AppliedTransform:
     targets: tuple[tuple[str, Shape], ...]
 
     def __str__(self) -> str:
-        def side(keys: tuple[tuple[str, Shape], ...]) -> str:
-            return " + ".join(f"{k} {_shape_text(s)}" for k, s in keys) or "nothing"
+        def side(keys: tuple[tuple[str, Shape], ...], empty: str) -> str:
+            return " + ".join(f"{k} {_shape_text(s)}" for k, s in keys) or empty
 
-        return f"{self.op} (transforms[{self.index}]): {side(self.sources)} -> {side(self.targets)}"
+        sources = side(self.sources, "(no source tensor)")
+        return (
+            f"{self.op} (transforms[{self.index}]): {sources} -> {side(self.targets, '(dropped)')}"
+        )
 
 
 @dataclass
