@@ -363,6 +363,20 @@ def test_export_takes_a_model_and_picks_the_rule_that_spells_more_of_the_key() -
     assert set(export_state_dict(model, km)) == {"conv.weight", "norm.weight", "norm.bias"}
 
 
+def test_export_gives_a_key_that_only_looks_like_a_transform_output_to_its_rule() -> None:
+    km = key_map_from_dict(
+        {
+            "source": "s",
+            "transforms": [{"unsqueeze": {"from": r"^conv\.(.*)$", "to": r"b.\1", "dim": 0}}],
+            "rules": [{"match": r"^norm\.(weight)$", "replace": r"b.\1"}],
+        }
+    )
+    source = {"conv.kernel": seeded(3), "norm.weight": seeded(3, seed=1)}
+    mapped = apply_key_map(km, source)
+    assert set(mapped.state_dict) == {"b.kernel", "b.weight"}  # both fit the output pattern
+    assert_identical(export_state_dict(mapped.state_dict, km), source)
+
+
 # -- export refusals ---------------------------------------------------------------------------
 
 

@@ -216,8 +216,11 @@ def _applications(
     return found
 
 
-def _run_inverse(r: _Reversed, working: dict[str, torch.Tensor], movable: set[str]) -> None:
-    """Undo every application of ``r.transform`` found among the ``movable`` keys."""
+def _run_inverse(
+    r: _Reversed, working: dict[str, torch.Tensor], movable: set[str], ruled: set[str]
+) -> None:
+    """Undo every application of ``r.transform`` found among the ``movable`` keys; a key a rule
+    also explains (``ruled``) is left to the rule when the transform cannot undo it."""
     t = r.transform
     for key, source, forward in _applications(r, working, movable):
         if key and key not in working:
@@ -239,6 +242,8 @@ def _run_inverse(r: _Reversed, working: dict[str, torch.Tensor], movable: set[st
         try:
             results = INVERSE[t.op](t, [working[k] for k in read])
         except OpError as exc:
+            if key in ruled and t.op != "fill":  # a changed fill value is refused, never renamed
+                continue
             raise KeyMapError(f"cannot export {key or source!r} through {t.label}: {exc}") from None
         for k in removed:
             del working[k]
@@ -351,8 +356,14 @@ def export_state_dict(
         )
     working.update({k: state[k] for k in state if k in produced})
     movable = set(produced)
+    # Keys a transform's output pattern matches that a rule explains too: a transform has the
+    # first claim (its outputs are often in a catch-all rule's namespace); the rule the rest.
+    ruled = {k: s for k in produced if (s := _rule_source(key_map.rules, readable, k))}
     for r in reversed(reversed_transforms):
-        _run_inverse(r, working, movable)
+        _run_inverse(r, working, movable, set(ruled))
+    for key, source in ruled.items():
+        if key in working and working[key] is state[key] and source not in working:
+            working[source] = working.pop(key)
     _check_round_trip(key_map, working, state)
     return working
 
