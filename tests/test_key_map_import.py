@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -142,7 +143,7 @@ def test_a_shape_that_differs_after_a_transform_names_both_shapes(files: dict[st
 
 def test_the_key_map_may_name_the_spec_and_be_given_as_an_object(files: dict[str, Path]) -> None:
     named = files["key_map"].with_name("named.yaml")
-    named.write_text(f"architecture: '{files['spec']}'\n" + KEY_MAP, encoding="utf-8")
+    named.write_text("architecture: tiny.yaml\n" + KEY_MAP, encoding="utf-8")  # beside it
     _, report = import_state_dict(None, files["source"], files["out"], key_map=read_key_map(named))
     assert report.ok
     with pytest.raises(
@@ -155,6 +156,17 @@ def test_the_key_map_may_name_the_spec_and_be_given_as_an_object(files: dict[str
         )
     with pytest.raises(CheckpointError, match="the zoo's key maps are found by spec name"):
         import_state_dict(files["spec"], files["source"], files["out"])
+
+
+def test_the_source_may_be_a_state_dict_in_memory(files: dict[str, Path]) -> None:
+    saved, report = import_state_dict(
+        files["spec"], otherlib_state_dict(), files["out"], key_map=files["key_map"]
+    )
+    assert report.summary().startswith("state dict (otherlib) -> tiny/t1: 9 loaded, 0 missing")
+    assert load_model(saved.path).spec.name == "tiny"
+    not_tensors: dict[str, Any] = {"x": 1.0}
+    with pytest.raises(CheckpointError, match=r"1 entries that are not str -> tensor, e\.g\. 'x'"):
+        import_state_dict(files["spec"], not_tensors, files["out"], key_map=files["key_map"])
 
 
 # -- the command line --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 from ..errors import CheckpointError
 from ..layers import closest_names
 from ..model import build_meta, build_model
-from ..spec import ArchitectureSpec, SpecSource
+from ..spec import ArchitectureSpec, SpecSource, find_spec_file
 from ..zoo import KeyMap, KeyMapSource, MappedStateDict, apply_key_map, key_map, resolve_key_map
 from ._load import architecture_of
 from ._precision import precision_dtype, storage_state_dict
@@ -83,7 +83,7 @@ def convert_checkpoint(
 
 def import_state_dict(
     architecture: SpecSource | None,
-    source: PathLike,
+    source: PathLike | Mapping[str, torch.Tensor],
     destination: PathLike,
     *,
     library: str | None = None,
@@ -95,7 +95,9 @@ def import_state_dict(
 
     The key map is ``key_map`` (a ``KeyMap``, a key-map file, or data shaped like one), else the
     zoo's for ``library`` (default torchvision) and the spec's name; ``architecture`` may be
-    None when the key map names one. The import is refused (``LoadError``, its report listing
+    None when the key map names one (a spec file it names is found beside the key-map file
+    first). ``source`` is a file (``.pth``, ``.safetensors``) or a state dict in memory. The
+    import is refused (``LoadError``, its report listing
     every problem) when a source tensor is left unmapped or a model tensor unfilled, or a
     shape differs after the transforms. Returns the saved file and the report, each transform
     applied listed in ``report.transformed``::
@@ -104,17 +106,12 @@ def import_state_dict(
                                           key_map="videomae_base.yaml")
     """
     rules = _key_map_for(architecture, library, key_map)
-    spec = architecture if architecture is not None else rules.architecture
-    if spec is None:
-        raise CheckpointError(
-            f"the key map {rules.origin} names no architecture; pass the spec to import into "
-            "(CLI: --spec SPEC)"
-        )
-    checkpoint = read_checkpoint(source, map_location="cpu")
-    mapped = apply_key_map(rules, checkpoint.state_dict)
+    spec = architecture if architecture is not None else _named_spec(rules)
+    source_state, source_name = _source_state(source)
+    mapped = apply_key_map(rules, source_state)
     model = build_model(spec, device="meta")
-    label = f"{source} ({rules.source})"
-    _refuse_misfits(model.state_dict(), checkpoint.state_dict, mapped, label, model.spec)
+    label = f"{source_name} ({rules.source})"
+    _refuse_misfits(model.state_dict(), source_state, mapped, label, model.spec)
     report = apply_weights(model, mapped.state_dict, strict=True, keep_source_dtype=True)
     report = dataclasses.replace(
         report,
@@ -127,9 +124,38 @@ def import_state_dict(
     saved = save_model(
         model,
         destination,
-        notes=notes or f"imported from {rules.source} {name} ({Path(source).name})",
+        notes=notes or f"imported from {rules.source} {name} ({Path(source_name).name})",
     )
     return saved, report
+
+
+def _named_spec(rules: KeyMap) -> SpecSource:
+    """The spec a key map names: a file beside the key-map file, else a name or path as usual."""
+    if rules.architecture is None:
+        raise CheckpointError(
+            f"the key map {rules.origin} names no architecture; pass the spec to import into "
+            "(CLI: --spec SPEC)"
+        )
+    beside = find_spec_file(rules.architecture, relative_to=Path(rules.origin).parent)
+    return beside if beside is not None else rules.architecture
+
+
+def _source_state(
+    source: PathLike | Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], str]:
+    if isinstance(source, Mapping):
+        bad = [
+            k
+            for k, v in source.items()
+            if not isinstance(k, str) or not isinstance(v, torch.Tensor)
+        ]
+        if bad:
+            raise CheckpointError(
+                f"the source state dict has {len(bad)} entries that are not str -> tensor, "
+                f"e.g. {bad[0]!r}"
+            )
+        return dict(source), "state dict"
+    return read_checkpoint(source, map_location="cpu").state_dict, str(source)
 
 
 def _key_map_for(
