@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 
-from video_interpreter.checkpoint import LoadError, import_state_dict, load_model
+from video_interpreter.checkpoint import LoadError, import_state_dict, load_model, load_weights
 from video_interpreter.cli import main
 from video_interpreter.errors import CheckpointError
+from video_interpreter.model import build_model
 from video_interpreter.zoo import export_state_dict, read_key_map
 
 from .test_checkpoint import tiny_model, tiny_spec
@@ -167,6 +168,25 @@ def test_the_source_may_be_a_state_dict_in_memory(files: dict[str, Path]) -> Non
     not_tensors: dict[str, Any] = {"x": 1.0}
     with pytest.raises(CheckpointError, match=r"1 entries that are not str -> tensor, e\.g\. 'x'"):
         import_state_dict(files["spec"], not_tensors, files["out"], key_map=files["key_map"])
+
+
+def test_load_weights_takes_a_key_map_and_reinitialises_a_new_head(files: dict[str, Path]) -> None:
+    """Fine-tuning from another library's weights: its key map, and a head for 3 classes."""
+    torch.manual_seed(1)
+    model = build_model(tiny_spec(num_classes=3))
+    report = load_weights(
+        model, otherlib_state_dict(), key_map=read_key_map(files["key_map"]), reinit=["heads.*"]
+    )
+    assert [t.op for t in report.transformed] == ["reshape", "concat", "split", "fill", "drop"]
+    assert set(report.reinitialized) == {"heads.action.fc.weight", "heads.action.fc.bias"}
+    expected = tiny_model().state_dict()
+    assert torch.equal(model.state_dict()["backbone.0.weight"], expected["backbone.0.weight"])
+    with pytest.raises(LoadError, match=r"unexpected      extra\.w \(2,\)"):
+        load_weights(
+            build_model(tiny_spec()),
+            {**otherlib_state_dict(), "extra.w": torch.zeros(2)},
+            key_map=read_key_map(files["key_map"]),
+        )
 
 
 # -- the command line --------------------------------------------------------------------------
