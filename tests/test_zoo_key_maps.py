@@ -215,6 +215,21 @@ def test_fill_makes_a_tensor_like_a_source_key_or_of_a_shape() -> None:
     assert_identical(export_state_dict(mapped.state_dict, km), source)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "value", "message"),
+    [
+        ("int64", 0.5, r"value 0\.5 is not an integer, and the tensor is torch\.int64"),
+        ("uint8", -1, r"value -1\.0 does not fit torch\.uint8"),
+    ],
+)
+def test_a_fill_value_the_dtype_cannot_hold_is_refused(
+    dtype: str, value: float, message: str
+) -> None:
+    km = one_map({"fill": {"to": "x", "shape": [2], "dtype": dtype, "value": value}})
+    with pytest.raises(KeyMapError, match=rf"transforms\[0\] \(fill\).*: {message}"):
+        apply_key_map(km, {})
+
+
 def test_a_filled_tensor_feeds_a_later_concat() -> None:
     """q and v biases without a k bias: a zero k bias is filled, then the three joined."""
     km = one_map(

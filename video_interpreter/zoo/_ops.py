@@ -121,10 +121,16 @@ def _expand(t: Transform, tensors: Tensors) -> Tensors:
 def _full(t: Transform, like: torch.Tensor | None) -> torch.Tensor:
     assert t.value is not None
     if like is not None:
-        return torch.full_like(like, t.value)
-    assert t.shape is not None  # checked on reading: like or shape
-    dtype: torch.dtype = getattr(torch, t.dtype or "float32")
-    return torch.full(t.shape, t.value, dtype=dtype)
+        dtype, shape, device = like.dtype, tuple(like.shape), like.device
+    else:
+        assert t.shape is not None  # checked on reading: like or shape
+        dtype, shape, device = getattr(torch, t.dtype or "float32"), t.shape, torch.device("cpu")
+    if not dtype.is_floating_point and not float(t.value).is_integer():
+        raise OpError(f"value {t.value} is not an integer, and the tensor is {dtype}")
+    try:
+        return torch.full(shape, t.value, dtype=dtype, device=device)
+    except RuntimeError:
+        raise OpError(f"value {t.value} does not fit {dtype}") from None
 
 
 def _fill(t: Transform, tensors: Tensors) -> Tensors:
