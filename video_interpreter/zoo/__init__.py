@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -31,11 +30,13 @@ from ._apply import AppliedTransform, MappedStateDict, apply_key_map, export_sta
 from ._keymap import (
     OPERATIONS,
     KeyMap,
+    KeyMapSource,
     Rule,
     Transform,
     key_map_from_dict,
     key_map_schema,
     read_key_map,
+    resolve_key_map,
 )
 
 __all__ = [
@@ -59,9 +60,6 @@ __all__ = [
 
 _KEY_MAPS = Path(__file__).resolve().parent / "key_maps"
 
-# What a caller may pass for a key map: the object, a file, or data shaped like a file.
-KeyMapSource = KeyMap | str | Path | Mapping[str, Any]
-
 
 def known_key_maps(source: str = "torchvision") -> list[str]:
     """The architectures with a key map shipped for ``source`` (``torchvision``,
@@ -83,18 +81,6 @@ def key_map(architecture: str, source: str = "torchvision") -> KeyMap:
             + (f" (did you mean {near[0]}?)" if near else "")
         )
     return read_key_map(path)
-
-
-def resolve_key_map(value: KeyMapSource) -> KeyMap:
-    """A ``KeyMap`` from the object itself, a key-map file, or data shaped like one::
-
-    km = resolve_key_map("my_map.yaml")
-    """
-    if isinstance(value, KeyMap):
-        return value
-    if isinstance(value, str | Path):
-        return read_key_map(value)
-    return key_map_from_dict(value)
 
 
 def convert_state_dict(

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import KeyMapError
 from ..layers import closest_names
-from ._keymap import KeyMap, Rule, Transform
+from ._keymap import KeyMap, KeyMapSource, Rule, Transform, resolve_key_map
 from ._ops import FORWARD, INVERSE, OpError, inverse_problem
 from ._templates import InvertedPattern, invert_pattern
 
@@ -306,7 +306,7 @@ def _meta(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def export_state_dict(
-    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor], key_map: KeyMap
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor], key_map: KeyMapSource
 ) -> dict[str, torch.Tensor]:
     """The model's weights under the source library's keys and layouts: ``key_map`` backwards.
 
@@ -314,11 +314,13 @@ def export_state_dict(
     ``source_shape``, unsqueeze is squeezed, fill is dropped (refused unless the tensor still
     holds the fill value) and a drop with ``value`` is filled again. A key map with an entry that
     has no inverse (expand, a plain ``drop``, a reshape without ``source_shape``) is refused,
-    the entry named. The result is checked by mapping it forward again::
+    the entry named. ``key_map`` is a ``KeyMap``, a key-map file or data shaped like one. The
+    result is checked by mapping it forward again::
 
         source_sd = export_state_dict(model, key_map("r3d_18", "torchvision"))
         torchvision_model.load_state_dict(source_sd)
     """
+    key_map = resolve_key_map(key_map)
     state = (
         model_or_state_dict.state_dict()
         if isinstance(model_or_state_dict, nn.Module)

@@ -21,7 +21,16 @@ from ..errors import KeyMapError, PathPart, Problem, SpecError
 from ..spec import Location, SourceMap, document_problems, read_document
 from ._templates import Template
 
-__all__ = ["OPERATIONS", "KeyMap", "Rule", "Transform", "key_map_from_dict", "read_key_map"]
+__all__ = [
+    "OPERATIONS",
+    "KeyMap",
+    "KeyMapSource",
+    "Rule",
+    "Transform",
+    "key_map_from_dict",
+    "read_key_map",
+    "resolve_key_map",
+]
 
 Shape = tuple[int, ...]
 
@@ -312,3 +321,19 @@ def key_map_from_dict(data: Mapping[str, Any], origin: str = "<key map>") -> Key
     """
     smap = SourceMap(values={(): Location(origin)})
     return _checked(data, smap, origin)
+
+
+# What a caller may pass for a key map: the object, a file, or data shaped like a file.
+KeyMapSource = KeyMap | str | Path | Mapping[str, Any]
+
+
+def resolve_key_map(value: KeyMapSource) -> KeyMap:
+    """A ``KeyMap`` from the object itself, a key-map file, or data shaped like one::
+
+    km = resolve_key_map("my_map.yaml")
+    """
+    if isinstance(value, KeyMap):
+        return value
+    if isinstance(value, str | Path):
+        return read_key_map(value)
+    return key_map_from_dict(value)
