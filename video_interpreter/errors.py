@@ -10,8 +10,10 @@ Exception tree::
     │                                  that disagrees with the layer's signature
     ├── BuildError(RuntimeError)       a validated spec could not be turned into modules
     ├── CheckpointError(ValueError)    a checkpoint is unreadable, corrupt, unsafe or mismatched
-    │   └── LoadError                  weights do not fit a model; carries the LoadReport
-    │                                  (defined in video_interpreter.checkpoint)
+    │   ├── LoadError                  weights do not fit a model; carries the LoadReport
+    │   │                              (defined in video_interpreter.checkpoint)
+    │   └── AdaptationError            a tensor that differs has no rule that adapts it to the
+    │                                  changed architecture (adapt=True loads)
     ├── DiagramError(RuntimeError)     Graphviz missing or failing (video_interpreter.diagram)
     │   └── GraphvizNotFoundError
     ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
@@ -32,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AdaptationError",
     "BuildError",
     "CheckpointError",
     "CompressionError",
@@ -126,6 +129,12 @@ class BuildError(VideoInterpreterError, RuntimeError):
 
 class CheckpointError(VideoInterpreterError, ValueError):
     """A checkpoint file is unreadable, corrupt, unsafe to open or does not fit its target."""
+
+
+class AdaptationError(CheckpointError):
+    """A checkpoint tensor cannot be adapted to a changed architecture: the layer declares no
+    rule for the change (a width changed, a (2+1)D kernel from a 2D one, a flat position table
+    whose source grid is unknown)."""
 
 
 class CompressionError(VideoInterpreterError, ValueError):

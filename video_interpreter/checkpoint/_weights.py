@@ -27,6 +27,7 @@ from ..layers import get_init
 from ..model import initializer_for
 from ..spec import ArchitectureSpec
 from ..zoo import convert_state_dict, known_key_maps
+from ._adapt import Adapt, AdaptPlan, plan_adaptation
 from ._read import read_checkpoint, refuse_quantized
 from ._report import DtypeMismatch, LoadError, LoadReport, ShapeMismatch, spec_diff
 from ._types import Checkpoint
@@ -274,6 +275,7 @@ def load_weights(
     reinit: Sequence[str] = (),
     inflate: bool | Sequence[str] = False,
     allow_spec_change: bool = False,
+    adapt: bool | Adapt = False,
     verify: str | None = None,
     trust_pickle: bool = False,
 ) -> LoadReport:
@@ -289,6 +291,15 @@ def load_weights(
     weight, a float step counter) is a mismatch. A source whose architecture fingerprint
     differs from the model's is refused with a diff of the two specs unless
     ``allow_spec_change=True``, whatever ``reinit`` or ``inflate`` say.
+
+    ``adapt=True`` (or ``Adapt(inflation="average")``) brings the checkpoint into a changed
+    architecture: each tensor that differs is adapted by the rule its layer declares (a head
+    re-initialised, a position table resampled to the new grid, a relative position table to
+    the new window, a stem's input channels changed, a 2D kernel inflated), and every one is a
+    line of ``report.adapted``; a tensor without a rule is refused as without ``adapt``::
+
+        report = load_weights(model_10_classes, "k400.safetensors", adapt=True)
+        print(report)  # heads.action.fc.weight (400, 512) -> (10, 512): head 'action' ...
     """
     return apply_weights(
         model,
@@ -298,6 +309,7 @@ def load_weights(
         reinit=reinit,
         inflate=inflate,
         allow_spec_change=allow_spec_change,
+        adapt=adapt,
         verify=verify,
         trust_pickle=trust_pickle,
     )
@@ -312,6 +324,7 @@ def apply_weights(
     reinit: Sequence[str] = (),
     inflate: bool | Sequence[str] = False,
     allow_spec_change: bool = False,
+    adapt: bool | Adapt = False,
     verify: str | None = None,
     trust_pickle: bool = False,
     keep_source_dtype: bool = False,
@@ -330,8 +343,8 @@ def apply_weights(
     if source_spec and target_spec and source_spec.fingerprint != target_spec.fingerprint:
         diff = spec_diff(source_spec, target_spec)
         # reinit and inflate say which tensors to treat differently, not that the architecture
-        # may differ: only allow_spec_change says that.
-        if not allow_spec_change:
+        # may differ: only allow_spec_change (or adapt, which is about that change) says that.
+        if not allow_spec_change and not adapt:
             raise CheckpointError(
                 f"{label} holds architecture {source_spec.fingerprint[:12]} "
                 f"({source_spec.name}/{source_spec.version}); the model is "
@@ -355,6 +368,13 @@ def apply_weights(
     # mixes float64 and float32 weights (a forward would fail).
     floating = {t.dtype for t in state.values() if t.is_floating_point()}
     adopt_dtype = keep_source_dtype and len(floating) <= 1
+    options = Adapt() if adapt is True else adapt or None
+    plan = AdaptPlan()
+    if options is not None:
+        scheme = target_spec.init if target_spec is not None else "torch"
+        plan = plan_adaptation(target, model_state, state, source_spec, options, scheme)
+        state = {**state, **plan.tensors}
+    adapt_fresh, adapt_dropped = set(plan.fresh), set(plan.dropped)
     loaded: list[str] = []
     missing: list[str] = []
     mismatched: list[ShapeMismatch] = []
@@ -368,7 +388,7 @@ def apply_weights(
     for key, want in model_state.items():
         have = state.get(key)
         shapes[key] = (tuple(have.shape) if have is not None else None, tuple(want.shape))
-        if _matches(key, patterns):
+        if key in adapt_fresh or _matches(key, patterns):
             fresh.append(key)
         elif have is None:
             missing.append(key)
@@ -394,7 +414,7 @@ def apply_weights(
     for key, tensor in state.items():
         if key in model_state:
             continue
-        if _matches(key, patterns):
+        if key in adapt_dropped or _matches(key, patterns):
             dropped.append(key)  # declared: the model replaced this tensor
         else:
             unexpected.append(key)
@@ -414,6 +434,7 @@ def apply_weights(
         remapped=remapped,
         dropped=tuple(dropped),
         inflated=tuple(inflated),
+        adapted=tuple(plan.adapted),
         notes=tuple(notes),
         shapes=shapes,
         spec_diff=diff,
