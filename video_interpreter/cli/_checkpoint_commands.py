@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import (
+    Adapt,
     CheckpointMetadata,
     convert_checkpoint,
     import_state_dict,
@@ -18,7 +19,7 @@ from ._arguments import check_output_file, json_text
 
 __all__ = ["register"]
 
-_LIBRARIES = ("torchvision", "pytorchvideo")
+_LIBRARIES = ("torchvision", "torchvision_image", "pytorchvideo")
 
 
 def register(commands: Any) -> None:
@@ -37,7 +38,10 @@ def register(commands: Any) -> None:
             "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
             "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
             "of ARCH (keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the "
-            "spec ARCH."
+            "spec ARCH (torchvision_image: an image resnet18/resnet50, inflated with --adapt). "
+            "convert IN OUT --spec NEW --adapt: bring a checkpoint into the changed "
+            "architecture NEW (new head, clip size, input channels, window), printing every "
+            "tensor adapted."
         ),
     )
     convert.add_argument("paths", nargs="+", metavar="[ARCH] IN OUT")
@@ -45,7 +49,22 @@ def register(commands: Any) -> None:
         "--from", dest="library", choices=_LIBRARIES, help="import another library's state dict"
     )
     convert.add_argument(
-        "--spec", help="the architecture of a plain state dict (spec file or name)"
+        "--spec",
+        help="the architecture to write (spec file or name): a plain state dict's, or with "
+        "--adapt a changed one",
+    )
+    convert.add_argument(
+        "--adapt",
+        action="store_true",
+        help="adapt tensors that differ by the rules their layers declare (heads re-initialised, "
+        "position tables resampled, input channels changed, 2D kernels inflated)",
+    )
+    convert.add_argument(
+        "--inflate",
+        choices=("centre", "average"),
+        default="centre",
+        help="with --adapt: a 2D kernel goes on the middle frame (centre, exact on a clip of "
+        "one repeated frame) or is averaged over the frames (average, as I3D)",
     )
     convert.add_argument(
         "--drop-training-state",
@@ -120,6 +139,10 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapt(args: argparse.Namespace) -> Adapt | bool:
+    return Adapt(inflation=args.inflate) if args.adapt else False
+
+
 def _convert(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
     if args.library:
@@ -127,20 +150,31 @@ def _convert(args: argparse.Namespace) -> int:
             parser.error(f"convert --from {args.library} takes ARCH IN OUT")
         architecture, source, destination = args.paths
         check_output_file(Path(destination))
-        saved, report = import_state_dict(architecture, source, destination, library=args.library)
-        print(report.summary())
+        saved, report = import_state_dict(
+            architecture,
+            source,
+            destination,
+            library=args.library,
+            spec=args.spec,
+            adapt=_adapt(args),
+        )
+        print(report if args.adapt else report.summary())
     else:
         if len(args.paths) != 2:
             parser.error("convert takes IN OUT (or --from LIBRARY ARCH IN OUT)")
         source, destination = args.paths
         check_output_file(Path(destination))
-        saved = convert_checkpoint(
+        saved, report = convert_checkpoint(
             source,
             destination,
             spec=args.spec,
             drop_training_state=args.drop_training_state,
+            adapt=_adapt(args),
             trust_pickle=args.trust_pickle,
+            return_report=True,
         )
+        if args.adapt:
+            print(report)
     print(f"wrote {saved.path} ({_size(saved.size_bytes)}, sha256 {saved.sha256})")
     if args.drop_training_state and Path(destination).suffix == ".safetensors":
         print("note: optimizer and scheduler state were not carried over", file=sys.stderr)

@@ -9,6 +9,7 @@ source key becomes a key of the spec ``architectures/configs/<architecture>.yaml
       - {match: '^fc\\.(.*)$', replace: 'heads.action.fc.\\1'}
       - {match: '^(.*)$', replace: 'backbone.\\1'}
     drop: []               # regexes of source keys with no counterpart (dropped, reported)
+    no_counterpart: {}     # source modules without weights that the target lacks -> why
 
 No per-key code: a new architecture is a new rule file.
 """
@@ -38,6 +39,9 @@ class KeyMap:
     source: str
     rules: tuple[tuple[re.Pattern[str], str], ...]
     drop: tuple[re.Pattern[str], ...] = ()
+    # Source modules that hold no weights (a max-pool) and have no counterpart in the target:
+    # name -> what that changes. Reported, since no key says it.
+    no_counterpart: Mapping[str, str] = field(default_factory=dict)
 
     def target_key(self, key: str) -> str | None:
         """The key in this package's model, or None when the key is dropped."""
@@ -56,6 +60,7 @@ class MappedStateDict:
     state_dict: dict[str, torch.Tensor]
     renamed: dict[str, str] = field(default_factory=dict)  # source key -> target key
     dropped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # source modules without a counterpart
 
 
 def known_key_maps(source: str = "torchvision") -> list[str]:
@@ -77,6 +82,7 @@ def key_map(architecture: str, source: str = "torchvision") -> KeyMap:
         source=raw["source"],
         rules=tuple((re.compile(r["match"]), r["replace"]) for r in raw.get("rules", [])),
         drop=tuple(re.compile(p) for p in raw.get("drop", [])),
+        no_counterpart=dict(raw.get("no_counterpart") or {}),
     )
 
 
@@ -86,6 +92,10 @@ def convert_state_dict(
     """Rename ``state_dict``'s keys to those of the spec ``architecture`` by its rule file."""
     rules = key_map(architecture, source)
     out = MappedStateDict({})
+    out.notes += [
+        f"{source} module {name!r} has no counterpart in {architecture}: {why}"
+        for name, why in rules.no_counterpart.items()
+    ]
     for key, tensor in state_dict.items():
         target = rules.target_key(key)
         if target is None:
