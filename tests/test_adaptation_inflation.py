@@ -129,6 +129,9 @@ def test_a_2d_kernel_into_a_2plus1d_convolution_is_refused_with_the_reason() -> 
     image = _image_net("resnet18", seed=4)
     mapped = convert_state_dict("v1", image.state_dict(), "torchvision_image")
     model = build_meta(load_spec(_thousand_classes("configs/v1.yaml")))
-    with pytest.raises(AdaptationError, match=r"backbone\.stem\.0\.0\.weight .*cannot become a "
-                       r"\(2\+1\)D convolution.*45 channels"):
+    with pytest.raises(
+        AdaptationError,
+        match=r"backbone\.stem\.0\.0\.weight .*cannot become a "
+        r"\(2\+1\)D convolution.*45 channels",
+    ):
         load_weights(model, mapped.state_dict, adapt=True)
