@@ -29,6 +29,8 @@ def _image_net(name: str, seed: int) -> nn.Module:
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, nn.BatchNorm2d):
+                assert module.running_mean is not None
+                assert module.running_var is not None
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
                 module.weight.uniform_(0.5, 0.9)  # activations of an image scale
@@ -57,7 +59,8 @@ def _inflated(
     model = build_meta(load_spec(_thousand_classes(spec or f"configs/{architecture}.yaml")))
     report = load_weights(model, mapped.state_dict, adapt=Adapt(inflation=inflation))  # type: ignore[arg-type]
     kernels = [a for a in report.adapted if a.key.endswith("weight")]
-    assert kernels and all(f"inflated 2D -> 3D, {inflation}" in a.rule for a in kernels)
+    assert kernels
+    assert all(f"inflated 2D -> 3D, {inflation}" in a.rule for a in kernels)
     return model.eval()
 
 

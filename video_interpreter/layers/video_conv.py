@@ -118,14 +118,14 @@ class Conv2Plus1d(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Conv3d(mid, out_channels, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=bias),
         )
-        self.mid_channels = mid
+        self.mid_channels, self.out_channels = mid, out_channels
 
     def adaptation_rules(self) -> dict[str, AdaptRule]:
         """A 2D kernel has no (2+1)D counterpart; the spatial kernel reads the clip in a stem."""
-        out_channels = self[3].out_channels
+        middle, out = self.mid_channels, self.out_channels
         return {
-            "0.weight": Factorised(self.mid_channels, out_channels, reads_clip(self)),
-            "3.weight": Factorised(self.mid_channels, out_channels),
+            "0.weight": Factorised(middle, out, reads_clip(self)),
+            "3.weight": Factorised(middle, out),
         }
 
 
