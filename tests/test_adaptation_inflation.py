@@ -11,7 +11,8 @@ import torch
 import torchvision
 from torch import nn
 
-from video_interpreter.checkpoint import Adapt, import_state_dict, load_weights
+from video_interpreter.checkpoint import Adapt, import_state_dict, load_model, load_weights
+from video_interpreter.cli import main
 from video_interpreter.errors import AdaptationError
 from video_interpreter.model import build_meta
 from video_interpreter.spec import load_spec
@@ -109,19 +110,22 @@ def test_average_inflation_is_exact_where_no_kernel_spans_frames() -> None:
         )
 
 
-def test_r3d_18_reports_the_image_stems_max_pool_as_without_counterpart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", ["r3d_18", "mc3_18"])
+def test_r3d_and_mc3_report_the_image_stems_max_pool_as_without_counterpart(
+    tmp_path: Path, architecture: str
+) -> None:
     image = _image_net("resnet18", seed=3)
     torch.save(image.state_dict(), tmp_path / "resnet18.pth")
     saved, report = import_state_dict(
-        "r3d_18",
+        architecture,
         tmp_path / "resnet18.pth",
-        tmp_path / "r3d_18.safetensors",
+        tmp_path / f"{architecture}.safetensors",
         library="torchvision_image",
-        spec=_thousand_classes("configs/r3d_18.yaml"),
+        spec=_thousand_classes(f"configs/{architecture}.yaml"),
         adapt=Adapt(inflation="average"),
     )
     assert saved.path.is_file()
-    assert any("'maxpool' has no counterpart in r3d_18" in note for note in report.notes)
+    assert any(f"'maxpool' has no counterpart in {architecture}" in n for n in report.notes)
     assert "torchvision_image module 'maxpool' has no counterpart" in str(report)
     stem = next(a for a in report.adapted if a.key == "backbone.stem.0.weight")
     assert (stem.checkpoint, stem.model) == ((64, 3, 7, 7), (64, 3, 3, 7, 7))
@@ -138,3 +142,23 @@ def test_a_2d_kernel_into_a_2plus1d_convolution_is_refused_with_the_reason() -> 
         r"\(2\+1\)D convolution.*45 channels",
     ):
         load_weights(model, mapped.state_dict, adapt=True)
+
+
+def test_the_convert_command_inflates_an_image_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = _image_net("resnet18", seed=5)
+    torch.save(image.state_dict(), tmp_path / "resnet18.pth")
+    out = tmp_path / "i3d_r18.safetensors"
+    command = ["convert", "--from", "torchvision_image", "i3d_r18", str(tmp_path / "resnet18.pth")]
+    command += [str(out), "--spec", str(I3D_R18), "--adapt", "--inflate", "average"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "backbone.stem.0.weight (64, 3, 7, 7) -> (64, 3, 3, 7, 7): inflated 2D -> 3D, " in printed
+    )
+    assert "average over 3 frames" in printed
+    frame = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        got = load_model(out).eval()(_boring(frame, 4))["action"]
+    assert got.shape == (1, 1000)

@@ -62,12 +62,18 @@ _READS_CLIP = "reads_clip"
 
 def mark_reads_clip(module: nn.Module) -> None:
     """Record that ``module`` reads the model's input clip (the builder calls this), so its
-    kernel's input channels may follow a change of ``input.channels``."""
+    kernel's input channels may follow a change of ``input.channels``::
+
+        mark_reads_clip(stem); assert reads_clip(stem)
+    """
     setattr(module, _READS_CLIP, True)
 
 
 def reads_clip(module: nn.Module) -> bool:
-    """Whether the builder marked ``module`` as reading the model's input clip."""
+    """Whether the builder marked ``module`` as reading the model's input clip::
+
+    reads_clip(build_model("configs/r3d_18.yaml").backbone.stem[0])  # True
+    """
     return bool(getattr(module, _READS_CLIP, False))
 
 
@@ -376,7 +382,10 @@ _DECLARED: dict[type[nn.Module], RulesFn] = {}
 
 def declare_rules(kind: type[nn.Module], rules: RulesFn) -> None:
     """Declare the rules of a module type that cannot carry an ``adaptation_rules`` method (one
-    of torch's); a second declaration for a type is refused."""
+    of torch's); a second declaration for a type is refused::
+
+        declare_rules(nn.Conv3d, lambda conv: {"weight": ConvKernel(reads_clip(conv))})
+    """
     if kind in _DECLARED and _DECLARED[kind] is not rules:
         raise RegistrationError(f"adaptation rules for {kind.__qualname__} are already declared")
     _DECLARED[kind] = rules
@@ -395,7 +404,11 @@ def _own_rules(module: nn.Module) -> Mapping[str, AdaptRule]:
 
 def adaptation_rules(model: nn.Module) -> dict[str, AdaptRule]:
     """Every declared rule of ``model``'s tensors, by state-dict key; a parent's rule for a
-    tensor overrides its child's."""
+    tensor overrides its child's::
+
+        rules = adaptation_rules(build_model("configs/tiny_transformer.yaml", device="meta"))
+        rules["backbone.embed.position"]  # PositionTable(grid=(2, 4, 4), ...)
+    """
     rules: dict[str, AdaptRule] = {}
     modules = list(model.named_modules())
     for path, module in reversed(modules):  # children first, so parents override
