@@ -86,7 +86,7 @@ def main() -> None:
         for inflation in ("centre", "average"):
             model = build_meta(load_spec(document))
             start = time.perf_counter()
-            report = load_weights(model, mapped.state_dict, adapt=Adapt(inflation=inflation))  # type: ignore[arg-type]
+            report = load_weights(model, mapped.state_dict, adapt=Adapt(inflation=inflation))
             millis = (time.perf_counter() - start) * 1000
             with torch.no_grad():
                 got = model.eval()(clip)["action"]
