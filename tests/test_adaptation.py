@@ -326,3 +326,47 @@ def test_convert_with_a_new_spec_and_adapt_writes_the_adapted_checkpoint(
     )
     assert saved.path.is_file()
     assert len(report.adapted) == 2
+
+
+def test_convert_refuses_inflate_without_adapt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _saved(tmp_path, tiny_spec())
+    with pytest.raises(SystemExit):
+        main(["convert", str(path), str(tmp_path / "out.pth"), "--inflate", "average"])
+    assert "--inflate says how --adapt inflates 2D kernels; add --adapt" in capsys.readouterr().err
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "architectures" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_zoo_spec_declares_rules_that_agree_with_its_tensors(config: Path) -> None:
+    model = build_model(config, device="meta")
+    state = model.state_dict()
+    rules = adaptation_rules(model)
+    assert set(rules) <= set(state)
+    for key, rule in rules.items():
+        if isinstance(rule, PositionTable | RelativeTable):
+            assert rule.expected_shape(state[key]), (key, rule)
+    stems = [k for k, r in rules.items() if r.describe().endswith("reading the clip")]
+    assert stems, "no kernel reads the clip"
+    heads = {k for k in state if k.startswith("heads.")}
+    assert heads == {k for k, r in rules.items() if r.describe().startswith("head ")}
+
+
+def test_a_2plus1d_stem_takes_other_input_channels_and_its_temporal_half_is_untouched(
+    tmp_path: Path,
+) -> None:
+    path = _saved(tmp_path, "configs/tiny_r2plus1d.yaml")
+    source = dict(load_model(path).state_dict())
+    spec = load_spec("configs/tiny_r2plus1d.yaml", overrides=["input.channels=1"])
+    model = build_model(spec)
+    report = load_weights(model, path, adapt=True)
+    (line,) = report.adapted
+    assert line.rule == "input channels 3 -> 1, summed"
+    assert line.key.endswith(".0.weight")
+    torch.testing.assert_close(
+        model.state_dict()[line.key], source[line.key].sum(dim=1, keepdim=True)
+    )
+    _assert_every_change_reported(source, model, report)

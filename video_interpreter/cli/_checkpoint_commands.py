@@ -62,9 +62,8 @@ def register(commands: Any) -> None:
     convert.add_argument(
         "--inflate",
         choices=("centre", "average"),
-        default="centre",
-        help="with --adapt: a 2D kernel goes on the middle frame (centre, exact on a clip of "
-        "one repeated frame) or is averaged over the frames (average, as I3D)",
+        help="with --adapt: a 2D kernel goes on the middle frame (centre, the default: exact on "
+        "a clip of one repeated frame) or is averaged over the frames (average, as I3D)",
     )
     convert.add_argument(
         "--drop-training-state",
@@ -140,11 +139,13 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _adapt(args: argparse.Namespace) -> Adapt | bool:
-    return Adapt(inflation=args.inflate) if args.adapt else False
+    return Adapt(inflation=args.inflate or "centre") if args.adapt else False
 
 
 def _convert(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
+    if args.inflate and not args.adapt:
+        parser.error("--inflate says how --adapt inflates 2D kernels; add --adapt")
     if args.library:
         if len(args.paths) != 3:
             parser.error(f"convert --from {args.library} takes ARCH IN OUT")

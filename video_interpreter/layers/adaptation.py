@@ -324,12 +324,17 @@ class Factorised:
     ) -> tuple[torch.Tensor, list[str]]:
         """A (2+1)D kernel's input channels may change in a stem; a 2D kernel is refused."""
         if kernel.dim() != len(target):
+            middle = f"{self.middle} channels" + (
+                f" (the 2D layer has {self.out_channels})"
+                if self.middle != self.out_channels
+                else ""
+            )
             raise AdaptationError(
                 "a 2D kernel cannot become a (2+1)D convolution: the spatial and temporal "
-                f"convolutions meet through {self.middle} channels (the 2D layer has "
-                f"{self.out_channels}) with a batch norm and a ReLU between them, so no "
-                "temporal kernel, identity or other, reproduces the 2D network. Inflate into "
-                "a full 3D spec (r3d_18, mc3_18, i3d_r50, slow_r50, c2d_r50) instead"
+                f"convolutions meet through {middle} with a batch norm and a ReLU between "
+                "them, so no temporal kernel, identity or other, reproduces the 2D network. "
+                "Inflate into a full 3D spec (r3d_18, mc3_18, i3d_r50, slow_r50, c2d_r50) "
+                "instead"
             )
         return ConvKernel(self.input_channels).adapt(kernel, target, inflation)
 
