@@ -370,3 +370,32 @@ def test_a_2plus1d_stem_takes_other_input_channels_and_its_temporal_half_is_unto
         model.state_dict()[line.key], source[line.key].sum(dim=1, keepdim=True)
     )
     _assert_every_change_reported(source, model, report)
+
+
+def test_an_image_table_becomes_a_video_table_plane_resampled_and_repeated_over_time() -> None:
+    image = PositionTable((3, 3), prefix=1, flat=True, mode="bicubic")
+    video = PositionTable((4, 2, 2), prefix=1, flat=True, mode="trilinear")
+    table = torch.randn(1, 1 + 9, 6)  # (1, class token + 3 * 3, D)
+    got, rule = video.resample(table, image)
+    plane = F.interpolate(
+        table[0, 1:].t().reshape(1, 6, 3, 3), size=(2, 2), mode="bicubic", align_corners=False
+    )[0]  # (D, 2, 2)
+    expected = plane.unsqueeze(1).expand(-1, 4, -1, -1).reshape(6, -1).t()
+    assert got.shape == (1, 1 + 16, 6)
+    torch.testing.assert_close(got[0, 1:], expected)
+    torch.testing.assert_close(got[0, :1], table[0, :1])
+    assert rule == (
+        "position table resampled, grid (3, 3) -> (4, 2, 2), plane bicubic, repeated over 4 "
+        "frames, 1 prefix token kept"
+    )
+
+
+def test_a_stated_source_grid_stands_in_for_a_missing_spec() -> None:
+    source = build_model(_mvit(height=32, width=8)).state_dict()
+    model = build_model(_mvit(height=16, width=16))
+    grids = {f"{POSITIONS}.spatial_pos": (8, 2)}
+    report = load_weights(model, dict(source), adapt=Adapt(source_grids=grids))
+    rules = {a.key: a.rule for a in report.adapted}
+    assert rules[f"{POSITIONS}.spatial_pos"] == (
+        "position table resampled, grid (8, 2) -> (4, 4), bicubic"
+    )

@@ -42,9 +42,14 @@ class Adapt:
     2D kernel becomes 3D, ``"centre"`` (on the middle frame, zeros elsewhere: a clip of one
     repeated frame gives the 2D network's output exactly) or ``"average"`` (repeated on every
     frame and divided by their number, as I3D does: exact away from the clip's borders only,
-    where zero temporal padding enters the average)."""
+    where zero temporal padding enters the average).
+
+    ``source_grids`` states the grid of a source position table that the source's spec cannot
+    (a plain state dict: an image ViT's ``(1, 1 + 14 * 14, D)`` table is
+    ``{"backbone.embed.position": (14, 14)}``); its prefix tokens are the model's."""
 
     inflation: Inflation = "centre"
+    source_grids: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.inflation not in _INFLATIONS:
@@ -72,22 +77,31 @@ def _source_rules(spec: ArchitectureSpec | None) -> dict[str, AdaptRule]:
     return adaptation_rules(build_meta(spec)) if spec is not None else {}
 
 
+_DEFAULT_MODES = {1: "linear", 2: "bicubic", 3: "trilinear"}
+
+
 def _table_source(
     key: str,
     rule: PositionTable | RelativeTable,
     have: torch.Tensor,
     declared: AdaptRule | None,
+    stated: tuple[int, ...] | None,
 ) -> PositionTable | RelativeTable:
-    """The source table's geometry: declared by the source's spec, else read from its shape."""
+    """The source table's geometry: declared by the source's spec, stated by the caller, else
+    read from its shape."""
+    source: PositionTable | RelativeTable | None
     if isinstance(declared, type(rule)):
-        source: PositionTable | RelativeTable | None = declared
+        source = declared
+    elif stated is not None and isinstance(rule, PositionTable):
+        mode = _DEFAULT_MODES.get(len(stated), "linear")
+        source = PositionTable(tuple(stated), rule.prefix, rule.flat, mode)
     else:
         source = rule.read(have)
     if source is None:
         raise AdaptationError(
             f"{key}: the source's {rule.describe().split(',')[0]} of shape "
             f"{tuple(have.shape)} does not say its grid; load from a checkpoint that carries "
-            "its spec (save_model writes it)"
+            "its spec (save_model writes it), or state it: Adapt(source_grids={key: grid})"
         )
     if not source.expected_shape(have):
         raise AdaptationError(
@@ -148,7 +162,8 @@ def plan_adaptation(
             elif have is None:
                 continue  # missing: refused by the loader as without adapt
             elif isinstance(rule, PositionTable | RelativeTable):
-                source = _table_source(key, rule, have, source_rules.get(key))
+                stated = options.source_grids.get(key)
+                source = _table_source(key, rule, have, source_rules.get(key), stated)
                 if source.geometry == rule.geometry:
                     continue  # same geometry: loads as it is, or is a mismatch
                 tensor, how = _resample(rule, source, have)

@@ -179,25 +179,38 @@ class PositionTable:
         return None
 
     def resample(self, table: torch.Tensor, source: PositionTable) -> tuple[torch.Tensor, str]:
-        """``table`` (on ``source``'s grid) resampled onto this grid; prefix tokens kept."""
-        if source.prefix != self.prefix or len(source.grid) != len(self.grid):
+        """``table`` (on ``source``'s grid) resampled onto this grid; prefix tokens kept.
+
+        An image table (``source`` an ``(H, W)`` grid) becomes a video one (``(T, H', W')``):
+        its plane is resampled with the image table's mode and repeated over the ``T`` frames.
+        """
+        tiled = len(source.grid) == 2 and len(self.grid) == 3
+        if source.prefix != self.prefix or (len(source.grid) != len(self.grid) and not tiled):
             raise AdaptationError(
                 f"a {source.describe()} cannot become a {self.describe()}: the prefix tokens "
-                "and the number of grid axes must stay the same"
+                "must stay the same, and the grid keep its axes (or go from an image's (H, W) "
+                "to a clip's (T, H, W))"
             )
-        axes = self._token_axes()
-        lead = tuple(table.shape[: table.dim() - 1 - axes])
+        lead = tuple(table.shape[: table.dim() - 1 - source._token_axes()])
         dim = table.shape[-1]
         rows = table.reshape(math.prod(lead), -1, dim)  # (N, prefix + prod(grid), D)
         prefix, body = rows[:, : source.prefix], rows[:, source.prefix :]
         grid = body.reshape(-1, *source.grid, dim).movedim(-1, 1)  # (N, D, *grid)
-        resized = _resample(grid, self.grid, self.mode, self.antialias).movedim(1, -1)
+        if tiled:
+            mode, antialias = source.mode, source.antialias
+            plane = _resample(grid, self.grid[1:], mode, antialias)  # (N, D, H', W')
+            resized = plane.unsqueeze(2).expand(-1, -1, self.grid[0], -1, -1).movedim(1, -1)
+        else:
+            mode, antialias = self.mode, self.antialias
+            resized = _resample(grid, self.grid, mode, antialias).movedim(1, -1)
         tokens = torch.cat((prefix, resized.reshape(rows.shape[0], -1, dim)), dim=1)
         out = tokens.reshape(*lead, *((-1,) if self.flat else self.grid), dim)
         kept = f", {self.prefix} prefix token{'s' if self.prefix > 1 else ''} kept" * bool(
             self.prefix
         )
-        how = f"{self.mode}{' antialiased' if self.antialias else ''}"
+        how = f"{mode}{' antialiased' if antialias else ''}"
+        if tiled:
+            how = f"plane {how}, repeated over {self.grid[0]} frames"
         return out, (
             f"position table resampled, grid {_shape(source.grid)} -> {_shape(self.grid)}, "
             f"{how}{kept}"
