@@ -85,6 +85,10 @@ def test_without_adapt_the_new_head_is_refused_naming_its_keys(tmp_path: Path) -
     model = build_model(tiny_spec(num_classes=10))
     with pytest.raises(LoadError, match=r"heads\.action\.fc\.weight: checkpoint \(400, 8\)"):
         load_weights(model, path, allow_spec_change=True)
+    with pytest.raises(
+        CheckpointError, match=r"(?s)heads\.action\.fc\.weight \(400, 8\) -> \(10, 8\).*adapt=True"
+    ):
+        load_weights(model, path)
     with pytest.raises(CheckpointError, match="pass adapt=True"):
         load_model(path, spec=tiny_spec(num_classes=10))
 

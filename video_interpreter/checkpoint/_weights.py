@@ -205,6 +205,24 @@ def _inflate(have: torch.Tensor, frames: int) -> torch.Tensor:
     return have.unsqueeze(2).expand(-1, -1, frames, -1, -1) / frames
 
 
+def _differing(
+    state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor], limit: int = 8
+) -> str:
+    """The keys whose tensors differ in shape or presence, for a refusal's message."""
+    keys = [
+        f"{key} {tuple(state[key].shape) if key in state else 'absent'} -> {tuple(tensor.shape)}"
+        for key, tensor in model_state.items()
+        if key not in state or state[key].shape != tensor.shape
+    ]
+    keys += [
+        f"{key} {tuple(state[key].shape)} -> absent" for key in state if key not in model_state
+    ]
+    if not keys:
+        return ""
+    more = f"\n  ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "Tensors that differ:\n  " + "\n  ".join(keys[:limit]) + more + "\n"
+
+
 def _owner(model: nn.Module, key: str) -> tuple[nn.Module, str]:
     module_path, _, name = key.rpartition(".")
     return (model.get_submodule(module_path) if module_path else model), name
@@ -349,9 +367,10 @@ def apply_weights(
                 f"{label} holds architecture {source_spec.fingerprint[:12]} "
                 f"({source_spec.name}/{source_spec.version}); the model is "
                 f"{target_spec.fingerprint[:12]} ({target_label}): refusing to load weights of "
-                f"a different architecture. Spec diff:\n{diff}\nIf the change is intended (e.g. "
-                "a new head), pass allow_spec_change=True, with reinit=[...] for the tensors "
-                "the change replaces"
+                f"a different architecture. Spec diff:\n{diff}\n"
+                f"{_differing(state, target.state_dict())}If the change is intended (e.g. a "
+                "new head), pass allow_spec_change=True with reinit=[...] for the tensors the "
+                "change replaces, or adapt=True to adapt them by their layers' rules"
             )
     model_state = target.state_dict()
     state, notes = _strip_prefixes(state, list(model_state))
