@@ -403,3 +403,17 @@ def test_a_stated_source_grid_stands_in_for_a_missing_spec() -> None:
     assert rules[f"{POSITIONS}.spatial_pos"] == (
         "position table resampled, grid (8, 2) -> (4, 4), bicubic"
     )
+
+
+def test_a_head_is_reinitialised_whole_when_one_of_its_tensors_does_not_fit(
+    tmp_path: Path,
+) -> None:
+    path = _saved(tmp_path, tiny_spec(out_channels=8))
+    source = dict(load_model(path).state_dict())
+    model = build_model(tiny_spec(out_channels=8))
+    narrow = dict(source)
+    narrow["heads.action.fc.weight"] = torch.zeros(5, 6)  # another backbone width
+    report = load_weights(model, narrow, adapt=True)
+    rules = {a.key: a.rule for a in report.adapted}
+    assert rules["heads.action.fc.bias"].endswith("the rest of the head does not fit")
+    assert report.reinitialized == ("heads.action.fc.weight", "heads.action.fc.bias")

@@ -135,14 +135,27 @@ def plan_adaptation(
     source_rules = _source_rules(source_spec)
     plan = AdaptPlan()
     refused: list[str] = []
+    # A head is re-initialised whole: one tensor that does not fit replaces all of its tensors.
+    replaced_heads = {
+        rule.name
+        for key, rule in rules.items()
+        if isinstance(rule, Head)
+        and (key not in state or state[key].shape != model_state[key].shape)
+    }
     for key, want in model_state.items():
         rule, have = rules.get(key), state.get(key)
         target = tuple(want.shape)
         before = None if have is None else tuple(have.shape)
         try:
             if isinstance(rule, Head):
-                if have is None or have.shape != want.shape:
-                    why = "not in the source" if have is None else "the source's does not fit"
+                if rule.name in replaced_heads:
+                    why = (
+                        "not in the source"
+                        if have is None
+                        else "the source's does not fit"
+                        if have.shape != want.shape
+                        else "the rest of the head does not fit"
+                    )
                     plan.fresh.append(key)
                     plan.adapted.append(
                         AdaptedTensor(
