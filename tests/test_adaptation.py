@@ -3,6 +3,7 @@ every adapted tensor a line of the load report, everything else as strict as eve
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from video_interpreter.checkpoint import (
@@ -417,3 +420,28 @@ def test_a_head_is_reinitialised_whole_when_one_of_its_tensors_does_not_fit(
     rules = {a.key: a.rule for a in report.adapted}
     assert rules["heads.action.fc.bias"].endswith("the rest of the head does not fit")
     assert report.reinitialized == ("heads.action.fc.weight", "heads.action.fc.bias")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    source=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    data=st.data(),
+    prefix=st.integers(0, 2),
+    lead=st.booleans(),
+)
+def test_any_flat_table_resamples_as_f_interpolate_with_its_prefix_kept(
+    source: list[int], data: st.DataObject, prefix: int, lead: bool
+) -> None:
+    target = data.draw(st.lists(st.integers(1, 5), min_size=len(source), max_size=len(source)))
+    mode = {1: "linear", 2: "bicubic", 3: "trilinear"}[len(source)]
+    dim = 3
+    table = torch.randn(*((1,) if lead else ()), prefix + math.prod(source), dim)
+    got, _ = PositionTable(tuple(target), prefix, True, mode).resample(
+        table, PositionTable(tuple(source), prefix, True, mode)
+    )
+    rows = table.reshape(-1, dim)
+    grid = rows[prefix:].t().reshape(1, dim, *source)
+    reference = F.interpolate(grid, size=tuple(target), mode=mode, align_corners=False)
+    expected = torch.cat((rows[:prefix], reference.reshape(dim, -1).t()))
+    assert got.shape == (*((1,) if lead else ()), prefix + math.prod(target), dim)
+    torch.testing.assert_close(got.reshape(-1, dim), expected)

@@ -4,8 +4,8 @@ Intended changes are declared, never silent: ``reinit`` patterns name tensors to
 afresh (a new head), ``key_map`` renames source keys, ``inflate`` turns 2D convolution weights
 into 3D ones (I3D), ``adapt`` brings a checkpoint into a changed architecture by the rules
 its layers declare (``_adapt``), and the ``module.`` (DistributedDataParallel) and
-``_orig_mod.`` (torch.compile) prefixes are stripped and noted. Nothing touches the model until the whole
-report is known, so a refused load leaves the model as it was.
+``_orig_mod.`` (torch.compile) prefixes are stripped and noted. Nothing touches the model
+until the whole report is known, so a refused load leaves the model as it was.
 
 A model still on the meta device receives the tensors themselves (``assign=True``): loading a
 memory-mapped checkpoint then copies nothing, and only tensors the source lacks are allocated
