@@ -7,6 +7,7 @@ The flow, one direction::
 """
 
 from .checkpoint import (
+    Adapt,
     Checkpoint,
     CheckpointMetadata,
     LoadError,
@@ -23,6 +24,7 @@ from .checkpoint import (
 from .data import MovingSquares
 from .diagram import render_diagram
 from .errors import (
+    AdaptationError,
     BuildError,
     CheckpointError,
     CompressionError,
@@ -56,6 +58,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LAYERS",
+    "Adapt",
+    "AdaptationError",
     "ArchitectureSpec",
     "BuildContext",
     "BuildError",

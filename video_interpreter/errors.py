@@ -12,8 +12,10 @@ Exception tree::
     ├── CheckpointError(ValueError)    a checkpoint is unreadable, corrupt, unsafe or mismatched
     │   ├── LoadError                  weights do not fit a model; carries the LoadReport
     │   │                              (defined in video_interpreter.checkpoint)
-    │   └── KeyMapError                a key-map file is invalid (carries every Problem, located),
-    │                                  or a key map cannot apply to, or invert, a state dict
+    │   ├── KeyMapError                a key-map file is invalid (carries every Problem, located),
+    │   │                              or a key map cannot apply to, or invert, a state dict
+    │   └── AdaptationError            a tensor that differs has no rule that adapts it to the
+    │                                  changed architecture (adapt=True loads)
     ├── DiagramError(RuntimeError)     Graphviz missing or failing (video_interpreter.diagram)
     │   └── GraphvizNotFoundError
     ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
@@ -34,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AdaptationError",
     "BuildError",
     "CheckpointError",
     "CompressionError",
@@ -145,6 +148,12 @@ class KeyMapError(CheckpointError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in key map"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class AdaptationError(CheckpointError):
+    """A checkpoint tensor cannot be adapted to a changed architecture: the layer declares no
+    rule for the change (a width changed, a (2+1)D kernel from a 2D one, a flat position table
+    whose source grid is unknown)."""
 
 
 class CompressionError(VideoInterpreterError, ValueError):

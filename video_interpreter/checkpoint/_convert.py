@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal, overload
 
 import torch
 
@@ -15,6 +16,7 @@ from ..layers import closest_names
 from ..model import build_meta, build_model
 from ..spec import ArchitectureSpec, SpecSource, find_spec_file
 from ..zoo import KeyMap, KeyMapSource, MappedStateDict, apply_key_map, key_map, resolve_key_map
+from ._adapt import Adapt
 from ._load import architecture_of
 from ._precision import precision_dtype, storage_state_dict
 from ._read import PathLike, read_checkpoint
@@ -26,33 +28,73 @@ from ._weights import apply_weights
 __all__ = ["convert_checkpoint", "import_state_dict"]
 
 
+@overload
 def convert_checkpoint(
     source: PathLike,
     destination: PathLike,
     *,
     spec: SpecSource | None = None,
     drop_training_state: bool = False,
+    adapt: bool | Adapt = False,
     verify: str | None = None,
     trust_pickle: bool = False,
-) -> SavedCheckpoint:
+    return_report: Literal[False] = False,
+) -> SavedCheckpoint: ...
+
+
+@overload
+def convert_checkpoint(
+    source: PathLike,
+    destination: PathLike,
+    *,
+    spec: SpecSource | None = None,
+    drop_training_state: bool = False,
+    adapt: bool | Adapt = False,
+    verify: str | None = None,
+    trust_pickle: bool = False,
+    return_report: Literal[True],
+) -> tuple[SavedCheckpoint, LoadReport]: ...
+
+
+def convert_checkpoint(
+    source: PathLike,
+    destination: PathLike,
+    *,
+    spec: SpecSource | None = None,
+    drop_training_state: bool = False,
+    adapt: bool | Adapt = False,
+    verify: str | None = None,
+    trust_pickle: bool = False,
+    return_report: bool = False,
+) -> SavedCheckpoint | tuple[SavedCheckpoint, LoadReport]:
     """Re-write ``source`` as ``destination`` (format from its suffix), metadata kept.
 
     A plain state dict needs ``spec=``. Optimizer and scheduler state cannot go into
     ``.safetensors``; converting a training checkpoint there needs ``drop_training_state=True``.
-    A storage precision (``save_model(..., dtype=...)``) is kept.
+    A storage precision (``save_model(..., dtype=...)``) is kept. ``return_report=True`` also
+    returns the load report.
+
+    With ``adapt=True`` (or ``Adapt(...)``), ``spec=`` may be another architecture: the weights
+    are brought into it by the rules its layers declare (see ``load_weights``), and the
+    training state, which belongs to the old architecture, is not carried over::
+
+        saved, report = convert_checkpoint("k400.pth", "ten.pth", spec="ten.yaml", adapt=True,
+                                           return_report=True)
     """
     destination = Path(destination)
     checkpoint = read_checkpoint(
         source, verify=verify, map_location="cpu", trust_pickle=trust_pickle
     )
-    architecture = architecture_of(checkpoint, spec)
+    architecture = architecture_of(checkpoint, spec, adapt=adapt)
     model = build_meta(architecture)
-    apply_weights(model, checkpoint, strict=True, keep_source_dtype=True)
-    keep_training = checkpoint_format(destination) == "pth"
+    report = apply_weights(model, checkpoint, strict=True, adapt=adapt, keep_source_dtype=True)
+    changed = checkpoint.spec is None or checkpoint.spec.fingerprint != architecture.fingerprint
+    # An optimizer's state is per parameter of the old architecture: it cannot follow a change.
+    keep_training = checkpoint_format(destination) == "pth" and not (adapt and changed)
     training = checkpoint.optimizer_state_dict is not None or (
         checkpoint.scheduler_state_dict is not None
     )
-    if training and not keep_training and not drop_training_state:
+    if training and not keep_training and not drop_training_state and not adapt:
         raise CheckpointError(
             f"{source} holds optimizer/scheduler state, which {destination.name} (.safetensors) "
             "cannot keep; pass drop_training_state=True (CLI: --drop-training-state) to convert "
@@ -63,7 +105,7 @@ def convert_checkpoint(
     stored = precision_dtype(meta.precision)
     if stored is not None:  # parameters back in their stored precision, buffers as they were
         state_dict = storage_state_dict(model, state_dict, stored, destination.name)
-    return write_checkpoint(
+    saved = write_checkpoint(
         destination,
         spec=architecture,
         state_dict=state_dict,
@@ -79,6 +121,7 @@ def convert_checkpoint(
         monitor=meta.monitor,
         precision=meta.precision,
     )
+    return (saved, report) if return_report else saved
 
 
 def import_state_dict(
@@ -89,6 +132,8 @@ def import_state_dict(
     library: str | None = None,
     key_map: KeyMapSource | None = None,
     notes: str | None = None,
+    spec: SpecSource | None = None,
+    adapt: bool | Adapt = False,
 ) -> tuple[SavedCheckpoint, LoadReport]:
     """Import another library's state dict as a checkpoint of the spec ``architecture`` (a
     name, a spec file, a mapping or an ``ArchitectureSpec``).
@@ -104,21 +149,35 @@ def import_state_dict(
 
         saved, report = import_state_dict(None, "videomae.safetensors", "videomae.pth",
                                           key_map="videomae_base.yaml")
+
+    ``spec=`` builds another spec with the same module tree (a new class count, say) and
+    ``adapt`` brings the weights into it; an image network's weights
+    (``library="torchvision_image"``: torchvision's ``resnet18``/``resnet50``) need ``adapt``,
+    whose ``inflation`` turns each 2D kernel into a 3D one. Source modules without a
+    counterpart (an image stem's max-pool) are notes of the report::
+
+        saved, report = import_state_dict("i3d_r50", "resnet50.pth", "i3d.safetensors",
+                                          library="torchvision_image", adapt=True)
     """
     rules = _key_map_for(architecture, library, key_map)
-    spec = architecture if architecture is not None else _named_spec(rules)
+    if spec is None:
+        spec = architecture if architecture is not None else _named_spec(rules)
     source_state, source_name = _source_state(source)
     mapped = apply_key_map(rules, source_state)
     model = build_model(spec, device="meta")
     label = f"{source_name} ({rules.source})"
-    _refuse_misfits(model.state_dict(), source_state, mapped, label, model.spec)
-    report = apply_weights(model, mapped.state_dict, strict=True, keep_source_dtype=True)
+    if not adapt or mapped.unmapped:  # adapt=True leaves differing tensors to the layers' rules
+        _refuse_misfits(model.state_dict(), source_state, mapped, label, model.spec)
+    report = apply_weights(
+        model, mapped.state_dict, strict=True, adapt=adapt, keep_source_dtype=True
+    )
     report = dataclasses.replace(
         report,
         source=label,
         remapped=dict(mapped.renamed),
         dropped=(*mapped.dropped, *report.dropped),
         transformed=tuple(mapped.transformed),
+        notes=(*report.notes, *mapped.notes),
     )
     name = model.spec.name
     saved = save_model(

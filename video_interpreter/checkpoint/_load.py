@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..model import VideoInterpreter, build_meta
 from ..spec import ArchitectureSpec, SpecSource, load_spec
+from ._adapt import Adapt
 from ._format import restore_rng_state
 from ._precision import precision_dtype
 from ._read import MapLocation, PathLike, read_checkpoint
@@ -54,9 +55,11 @@ def read_metadata(path: PathLike) -> CheckpointMetadata:
     return read_checkpoint(path, metadata_only=True).metadata
 
 
-def architecture_of(checkpoint: Checkpoint, spec: SpecSource | None) -> ArchitectureSpec:
-    """The architecture to build: ``spec`` if given (it must match an embedded one), else the
-    embedded spec."""
+def architecture_of(
+    checkpoint: Checkpoint, spec: SpecSource | None, *, adapt: bool | Adapt = False
+) -> ArchitectureSpec:
+    """The architecture to build: ``spec`` if given (it must match an embedded one unless
+    ``adapt`` brings the checkpoint into it), else the embedded spec."""
     if spec is None:
         if checkpoint.spec is None:
             raise CheckpointError(
@@ -66,12 +69,13 @@ def architecture_of(checkpoint: Checkpoint, spec: SpecSource | None) -> Architec
         return checkpoint.spec
     resolved = load_spec(spec, check_shapes=False)
     embedded = checkpoint.spec
-    if embedded is not None and embedded.fingerprint != resolved.fingerprint:
+    if embedded is not None and embedded.fingerprint != resolved.fingerprint and not adapt:
         raise CheckpointError(
             f"{checkpoint.path} holds architecture {embedded.fingerprint[:12]} "
             f"({embedded.name}/{embedded.version}), but spec= is {resolved.fingerprint[:12]} "
             f"({resolved.name}/{resolved.version}). Spec diff:\n"
-            f"{spec_diff(embedded, resolved, 'checkpoint', 'spec=')}"
+            f"{spec_diff(embedded, resolved, 'checkpoint', 'spec=')}\n"
+            "To bring the weights into the new architecture, pass adapt=True (CLI: --adapt)"
         )
     return resolved
 
@@ -85,6 +89,7 @@ def load_model(
     strict: bool = True,
     verify: str | None = None,
     spec: SpecSource | None = None,
+    adapt: bool | Adapt = False,
     trust_pickle: bool = False,
     return_report: Literal[False] = False,
 ) -> VideoInterpreter: ...
@@ -99,6 +104,7 @@ def load_model(
     strict: bool = True,
     verify: str | None = None,
     spec: SpecSource | None = None,
+    adapt: bool | Adapt = False,
     trust_pickle: bool = False,
     return_report: Literal[True],
 ) -> tuple[VideoInterpreter, LoadReport]: ...
@@ -112,6 +118,7 @@ def load_model(
     strict: bool = True,
     verify: str | None = None,
     spec: SpecSource | None = None,
+    adapt: bool | Adapt = False,
     trust_pickle: bool = False,
     return_report: bool = False,
 ) -> VideoInterpreter | tuple[VideoInterpreter, LoadReport]:
@@ -123,18 +130,27 @@ def load_model(
     (``save_model(..., dtype=torch.bfloat16)``, buffers included, so the model runs), else
     its tensors' own. Every tensor converted is listed under "cast" in the load report,
     which ``return_report=True`` returns beside the model.
+
+    ``spec=`` with ``adapt=True`` (or ``Adapt(...)``) builds another architecture and brings the
+    checkpoint into it by the rules its layers declare (see ``load_weights``); the report lists
+    every tensor adapted::
+
+        model, report = load_model("k400.safetensors", spec="ten_classes.yaml", adapt=True,
+                                   return_report=True)
     """
     checkpoint = read_checkpoint(
         path, verify=verify, map_location=device or "cpu", trust_pickle=trust_pickle
     )
-    architecture = architecture_of(checkpoint, spec)
+    architecture = architecture_of(checkpoint, spec, adapt=adapt)
     model = build_meta(architecture)
     wanted = dtype if dtype is not None else precision_dtype(checkpoint.metadata.precision)
     if wanted is None:
-        report = apply_weights(model, checkpoint, strict=strict, keep_source_dtype=True)
+        report = apply_weights(
+            model, checkpoint, strict=strict, adapt=adapt, keep_source_dtype=True
+        )
     else:
         model.to(dtype=wanted)  # on the meta device: only the dtypes change
-        report = apply_weights(model, checkpoint, strict=strict)
+        report = apply_weights(model, checkpoint, strict=strict, adapt=adapt)
     if report.cast:
         logger.info(
             "%s: %d tensors cast to %s (%s)",

@@ -13,6 +13,7 @@ from ..spec import ArchitectureSpec
 from ..zoo import AppliedTransform
 
 __all__ = [
+    "AdaptedTensor",
     "DtypeMismatch",
     "LoadError",
     "LoadReport",
@@ -32,6 +33,7 @@ _LABELS = {
     "loaded": "loaded",
     "reinitialized": "re-initialised",
     "inflated": "inflated",
+    "adapted": "adapted",
     "missing": "missing",
     "mismatched": "shape mismatch",
     "dtype": "dtype mismatch",
@@ -84,6 +86,22 @@ def _dtype(dtype: str) -> str:
 
 
 @dataclass(frozen=True)
+class AdaptedTensor:
+    """One tensor an ``adapt=True`` load changed: its key, the source's and the model's shapes
+    (None: not in the source) and the rule applied, interpolation mode included."""
+
+    key: str
+    checkpoint: Shape | None
+    model: Shape | None  # None: a source tensor the model has no place for
+    rule: str
+
+    def __str__(self) -> str:
+        before = "absent" if self.checkpoint is None else _shape(self.checkpoint)
+        after = "absent" if self.model is None else _shape(self.model)
+        return f"{self.key} {before} -> {after}: {self.rule}"
+
+
+@dataclass(frozen=True)
 class DtypeMismatch:
     """A key whose checkpoint tensor cannot become the model's: not both floating point (an
     integer weight, a float step counter), so no cast keeps its meaning."""
@@ -108,7 +126,10 @@ class LoadReport:
     by ``reinit`` (initialised afresh,
     any source tensor ignored); ``remapped``: source key -> model key renames by ``key_map``;
     ``dropped``: source keys dropped on purpose (``key_map`` returned None, or ``reinit``
-    replaced them); ``inflated``: 2D weights inflated to 3D; ``notes``: prefixes stripped and
+    replaced them); ``inflated``: 2D weights inflated to 3D (``inflate=``); ``adapted``: every
+    tensor an ``adapt=True`` load resampled, inflated, re-initialised, recomputed or dropped,
+    with its rule (heads re-initialised are also under ``reinitialized``, source heads the
+    model lacks under ``dropped``); ``notes``: prefixes stripped and
     other adjustments; ``spec_diff``: how the model's architecture differs from the
     checkpoint's, when it does and that was declared. An import through a key map adds
     ``transformed`` (each transform applied: op, keys and shapes) and ``unmapped`` (source keys
@@ -130,6 +151,7 @@ class LoadReport:
     remapped: Mapping[str, str] = field(default_factory=dict)
     dropped: tuple[str, ...] = ()
     inflated: tuple[str, ...] = ()
+    adapted: tuple[AdaptedTensor, ...] = ()
     notes: tuple[str, ...] = ()
     # key -> (checkpoint shape, model shape), for printing
     shapes: Mapping[str, tuple[Shape | None, Shape | None]] = field(
@@ -154,10 +176,12 @@ class LoadReport:
     def by_module(self) -> dict[str, dict[str, list[str]]]:
         """``{group: {category: [keys]}}``, groups in model order, then source-only groups."""
         groups: dict[str, dict[str, list[str]]] = {}
+        listed = {*self.reinitialized, *self.dropped}
         for kind, keys in (
             ("loaded", self.loaded),
             ("reinitialized", self.reinitialized),
             ("inflated", self.inflated),
+            ("adapted", [a.key for a in self.adapted if a.key not in listed]),
             ("missing", self.missing),
             ("mismatched", [m.key for m in self.mismatched]),
             ("dtype", [m.key for m in self.dtype_mismatched]),
@@ -190,6 +214,7 @@ class LoadReport:
             (len(self.transformed), "transformed"),
             (len(self.unmapped), "unmapped"),
             (len(self.inflated), "inflated"),
+            (len(self.adapted), "adapted"),
             (len(self.dropped), "dropped"),
         ):
             if count:
@@ -205,6 +230,7 @@ class LoadReport:
         transforms: dict[str, list[AppliedTransform]] = {}
         for applied in self.transformed:
             transforms.setdefault(_first_key(applied), []).append(applied)
+        adapted = {a.key: a for a in self.adapted}
         groups = self.by_module()
         width = max((len(g) for g in groups), default=0)
         for group, kinds in groups.items():
@@ -218,7 +244,7 @@ class LoadReport:
                         lines += [f"      {'transformed':<15} {t}" for t in transforms[key]]
                     continue
                 for key in keys:
-                    detail = self._detail(kind, key, mismatch, renamed_from)
+                    detail = self._detail(kind, key, mismatch, renamed_from, adapted)
                     if detail:
                         hint = self.hints.get(key)
                         lines.append(
@@ -235,10 +261,13 @@ class LoadReport:
         key: str,
         mismatch: Mapping[str, ShapeMismatch | DtypeMismatch],
         renamed_from: Mapping[str, str],
+        adapted: Mapping[str, AdaptedTensor],
     ) -> str | None:
         source_shape, model_shape = self.shapes.get(key, (None, None))
         if kind == "loaded":
             return None  # counted, not listed
+        if key in adapted and kind in ("adapted", "reinitialized", "dropped"):
+            return str(adapted[key])
         if kind in ("mismatched", "dtype"):
             return str(mismatch[key])
         if kind == "cast":

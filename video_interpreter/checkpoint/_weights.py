@@ -2,9 +2,10 @@
 
 Intended changes are declared, never silent: ``reinit`` patterns name tensors to initialise
 afresh (a new head), ``key_map`` renames source keys, ``inflate`` turns 2D convolution weights
-into 3D ones (I3D), and the ``module.`` (DistributedDataParallel) and ``_orig_mod.``
-(torch.compile) prefixes are stripped and noted. Nothing touches the model until the whole
-report is known, so a refused load leaves the model as it was.
+into 3D ones (I3D), ``adapt`` brings a checkpoint into a changed architecture by the rules
+its layers declare (``_adapt``), and the ``module.`` (DistributedDataParallel) and
+``_orig_mod.`` (torch.compile) prefixes are stripped and noted. Nothing touches the model
+until the whole report is known, so a refused load leaves the model as it was.
 
 A model still on the meta device receives the tensors themselves (``assign=True``): loading a
 memory-mapped checkpoint then copies nothing, and only tensors the source lacks are allocated
@@ -28,6 +29,7 @@ from ..model import initializer_for
 from ..spec import ArchitectureSpec
 from ..zoo import AppliedTransform, apply_key_map, convert_state_dict, known_key_maps
 from ..zoo import KeyMap as FileKeyMap
+from ._adapt import Adapt, AdaptPlan, plan_adaptation
 from ._read import read_checkpoint, refuse_quantized
 from ._report import DtypeMismatch, LoadError, LoadReport, ShapeMismatch, spec_diff
 from ._types import Checkpoint
@@ -212,6 +214,24 @@ def _inflate(have: torch.Tensor, frames: int) -> torch.Tensor:
     return have.unsqueeze(2).expand(-1, -1, frames, -1, -1) / frames
 
 
+def _differing(
+    state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor], limit: int = 8
+) -> str:
+    """The keys whose tensors differ in shape or presence, for a refusal's message."""
+    keys = [
+        f"{key} {tuple(state[key].shape) if key in state else 'absent'} -> {tuple(tensor.shape)}"
+        for key, tensor in model_state.items()
+        if key not in state or state[key].shape != tensor.shape
+    ]
+    keys += [
+        f"{key} {tuple(state[key].shape)} -> absent" for key in state if key not in model_state
+    ]
+    if not keys:
+        return ""
+    more = f"\n  ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "Tensors that differ:\n  " + "\n  ".join(keys[:limit]) + more + "\n"
+
+
 def _owner(model: nn.Module, key: str) -> tuple[nn.Module, str]:
     module_path, _, name = key.rpartition(".")
     return (model.get_submodule(module_path) if module_path else model), name
@@ -282,6 +302,7 @@ def load_weights(
     reinit: Sequence[str] = (),
     inflate: bool | Sequence[str] = False,
     allow_spec_change: bool = False,
+    adapt: bool | Adapt = False,
     verify: str | None = None,
     trust_pickle: bool = False,
 ) -> LoadReport:
@@ -299,6 +320,15 @@ def load_weights(
     weight, a float step counter) is a mismatch. A source whose architecture fingerprint
     differs from the model's is refused with a diff of the two specs unless
     ``allow_spec_change=True``, whatever ``reinit`` or ``inflate`` say.
+
+    ``adapt=True`` (or ``Adapt(inflation="average")``) brings the checkpoint into a changed
+    architecture: each tensor that differs is adapted by the rule its layer declares (a head
+    re-initialised, a position table resampled to the new grid, a relative position table to
+    the new window, a stem's input channels changed, a 2D kernel inflated), and every one is a
+    line of ``report.adapted``; a tensor without a rule is refused as without ``adapt``::
+
+        report = load_weights(model_10_classes, "k400.safetensors", adapt=True)
+        print(report)  # heads.action.fc.weight (400, 512) -> (10, 512): head 'action' ...
     """
     return apply_weights(
         model,
@@ -308,6 +338,7 @@ def load_weights(
         reinit=reinit,
         inflate=inflate,
         allow_spec_change=allow_spec_change,
+        adapt=adapt,
         verify=verify,
         trust_pickle=trust_pickle,
     )
@@ -322,6 +353,7 @@ def apply_weights(
     reinit: Sequence[str] = (),
     inflate: bool | Sequence[str] = False,
     allow_spec_change: bool = False,
+    adapt: bool | Adapt = False,
     verify: str | None = None,
     trust_pickle: bool = False,
     keep_source_dtype: bool = False,
@@ -340,15 +372,16 @@ def apply_weights(
     if source_spec and target_spec and source_spec.fingerprint != target_spec.fingerprint:
         diff = spec_diff(source_spec, target_spec)
         # reinit and inflate say which tensors to treat differently, not that the architecture
-        # may differ: only allow_spec_change says that.
-        if not allow_spec_change:
+        # may differ: only allow_spec_change (or adapt, which is about that change) says that.
+        if not allow_spec_change and not adapt:
             raise CheckpointError(
                 f"{label} holds architecture {source_spec.fingerprint[:12]} "
                 f"({source_spec.name}/{source_spec.version}); the model is "
                 f"{target_spec.fingerprint[:12]} ({target_label}): refusing to load weights of "
-                f"a different architecture. Spec diff:\n{diff}\nIf the change is intended (e.g. "
-                "a new head), pass allow_spec_change=True, with reinit=[...] for the tensors "
-                "the change replaces"
+                f"a different architecture. Spec diff:\n{diff}\n"
+                f"{_differing(state, target.state_dict())}If the change is intended (e.g. a "
+                "new head), pass allow_spec_change=True with reinit=[...] for the tensors the "
+                "change replaces, or adapt=True to adapt them by their layers' rules"
             )
     model_state = target.state_dict()
     state, notes = _strip_prefixes(state, list(model_state))
@@ -365,6 +398,13 @@ def apply_weights(
     # mixes float64 and float32 weights (a forward would fail).
     floating = {t.dtype for t in state.values() if t.is_floating_point()}
     adopt_dtype = keep_source_dtype and len(floating) <= 1
+    options = Adapt() if adapt is True else adapt or None
+    plan = AdaptPlan()
+    if options is not None:
+        scheme = target_spec.init if target_spec is not None else "torch"
+        plan = plan_adaptation(target, model_state, state, source_spec, options, scheme)
+        state = {**state, **plan.tensors}
+    adapt_fresh, adapt_dropped = set(plan.fresh), set(plan.dropped)
     loaded: list[str] = []
     missing: list[str] = []
     mismatched: list[ShapeMismatch] = []
@@ -378,7 +418,7 @@ def apply_weights(
     for key, want in model_state.items():
         have = state.get(key)
         shapes[key] = (tuple(have.shape) if have is not None else None, tuple(want.shape))
-        if _matches(key, patterns):
+        if key in adapt_fresh or _matches(key, patterns):
             fresh.append(key)
         elif have is None:
             missing.append(key)
@@ -404,7 +444,7 @@ def apply_weights(
     for key, tensor in state.items():
         if key in model_state:
             continue
-        if _matches(key, patterns):
+        if key in adapt_dropped or _matches(key, patterns):
             dropped.append(key)  # declared: the model replaced this tensor
         else:
             unexpected.append(key)
@@ -425,6 +465,7 @@ def apply_weights(
         transformed=transformed,
         dropped=tuple(dropped),
         inflated=tuple(inflated),
+        adapted=tuple(plan.adapted),
         notes=tuple(notes),
         shapes=shapes,
         spec_diff=diff,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import (
+    Adapt,
     CheckpointMetadata,
     LoadReport,
     convert_checkpoint,
@@ -19,7 +20,7 @@ from ._arguments import check_output_file, json_text
 
 __all__ = ["register"]
 
-_LIBRARIES = ("torchvision", "pytorchvideo")
+_LIBRARIES = ("torchvision", "torchvision_image", "pytorchvideo")
 
 
 def register(commands: Any) -> None:
@@ -38,9 +39,13 @@ def register(commands: Any) -> None:
             "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
             "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
             "of ARCH (mapped by the zoo's key map, loaded strictly) as a checkpoint of the "
-            "spec ARCH. convert --key-map FILE [--spec SPEC] IN OUT: import any state dict "
+            "spec ARCH (torchvision_image: an image resnet18/resnet50, inflated with --adapt). "
+            "convert --key-map FILE [--spec SPEC] IN OUT: import any state dict "
             "through your own key map (renames and tensor transforms), into SPEC or the "
-            "architecture the key map names."
+            "architecture the key map names. "
+            "convert IN OUT --spec NEW --adapt: bring a checkpoint into the changed "
+            "architecture NEW (new head, clip size, input channels, window), printing every "
+            "tensor adapted."
         ),
     )
     convert.add_argument("paths", nargs="+", metavar="[ARCH] IN OUT")
@@ -55,7 +60,20 @@ def register(commands: Any) -> None:
     )
     convert.add_argument(
         "--spec",
-        help="the architecture of a plain state dict, or to import into (spec file or name)",
+        help="the architecture to write (spec file or name): a plain state dict's, the one to "
+        "import into, or with --adapt a changed one",
+    )
+    convert.add_argument(
+        "--adapt",
+        action="store_true",
+        help="adapt tensors that differ by the rules their layers declare (heads re-initialised, "
+        "position tables resampled, input channels changed, 2D kernels inflated)",
+    )
+    convert.add_argument(
+        "--inflate",
+        choices=("centre", "average"),
+        help="with --adapt: a 2D kernel goes on the middle frame (centre, the default: exact on "
+        "a clip of one repeated frame) or is averaged over the frames (average, as I3D)",
     )
     convert.add_argument(
         "--drop-training-state",
@@ -130,15 +148,22 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_import(report: LoadReport) -> None:
-    """The summary line, then each transform the key map applied (renames are only counted)."""
-    print(report.summary())
+def _print_import(report: LoadReport, *, full: bool) -> None:
+    """The summary line (or, ``full``, the whole report), then each transform the key map
+    applied (renames are only counted)."""
+    print(report if full else report.summary())
     for applied in report.transformed:
         print(f"  {applied}")
 
 
+def _adapt(args: argparse.Namespace) -> Adapt | bool:
+    return Adapt(inflation=args.inflate or "centre") if args.adapt else False
+
+
 def _convert(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
+    if args.inflate and not args.adapt:
+        parser.error("--inflate says how --adapt inflates 2D kernels; add --adapt")
     if args.library and args.key_map:
         parser.error("give --from LIBRARY ARCH or --key-map FILE, not both")
     if args.key_map:
@@ -146,27 +171,40 @@ def _convert(args: argparse.Namespace) -> int:
             parser.error("convert --key-map FILE takes IN OUT (and --spec SPEC if FILE names none)")
         source, destination = args.paths
         check_output_file(Path(destination))
-        saved, report = import_state_dict(args.spec, source, destination, key_map=args.key_map)
-        _print_import(report)
+        saved, report = import_state_dict(
+            args.spec, source, destination, key_map=args.key_map, adapt=_adapt(args)
+        )
+        _print_import(report, full=args.adapt)
     elif args.library:
         if len(args.paths) != 3:
             parser.error(f"convert --from {args.library} takes ARCH IN OUT")
         architecture, source, destination = args.paths
         check_output_file(Path(destination))
-        saved, report = import_state_dict(architecture, source, destination, library=args.library)
-        _print_import(report)
+        saved, report = import_state_dict(
+            architecture,
+            source,
+            destination,
+            library=args.library,
+            spec=args.spec,
+            adapt=_adapt(args),
+        )
+        _print_import(report, full=args.adapt)
     else:
         if len(args.paths) != 2:
             parser.error("convert takes IN OUT (or --from LIBRARY ARCH IN OUT)")
         source, destination = args.paths
         check_output_file(Path(destination))
-        saved = convert_checkpoint(
+        saved, report = convert_checkpoint(
             source,
             destination,
             spec=args.spec,
             drop_training_state=args.drop_training_state,
+            adapt=_adapt(args),
             trust_pickle=args.trust_pickle,
+            return_report=True,
         )
+        if args.adapt:
+            print(report)
     print(f"wrote {saved.path} ({_size(saved.size_bytes)}, sha256 {saved.sha256})")
     if args.drop_training_state and Path(destination).suffix == ".safetensors":
         print("note: optimizer and scheduler state were not carried over", file=sys.stderr)

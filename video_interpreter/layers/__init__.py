@@ -6,6 +6,7 @@ validation propagates types with the declarations registered here.
 """
 
 from . import (
+    adaptation,
     bottleneck,
     combinators,
     graph,
@@ -91,6 +92,7 @@ __all__ = [
     "OutputFn",
     "SampleType",
     "ShapeError",
+    "adaptation",
     "assemble",
     "bottleneck",
     "build_node",

@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import PathPart, Problem, RegistryError, SpecError, format_spec_path
 from ._registry import LAYERS, NODE_KEYS, LayerEntry, LayerRegistry
 from ._types import Layout, SampleType, ShapeError, clip
+from .adaptation import mark_reads_clip
 from .graph import INPUT, Graph
 
 __all__ = [
@@ -62,12 +63,15 @@ _CONVERSIONS: dict[tuple[Layout, Layout], str] = {
 }
 
 
+_INPUT_ORIGIN = "the input"
+
+
 def input_type(spec: Mapping[str, Any]) -> SampleType:
     """The type of one clip as the spec's ``input`` describes it."""
     given = spec["input"]
     return replace(
         clip(given["channels"], given["frames"], given["height"], given["width"]),
-        origin="the input",
+        origin=_INPUT_ORIGIN,
     )
 
 
@@ -176,12 +180,16 @@ def _construct(
 ) -> nn.Module:
     try:
         with torch.device("meta"):
-            return entry.create(BuildContext(in_types[0], path, registry), params)
+            module = entry.create(BuildContext(in_types[0], path, registry), params)
     except SpecError:
         raise
     except Exception as exc:  # a layer's own check that its declaration did not foresee
         message = f"{entry.name} cannot take {_described(in_types)}: {exc}"
         raise SpecError([Problem(message, path)]) from exc
+    if any(t.origin == _INPUT_ORIGIN for t in in_types):
+        # A stem: adapting a checkpoint may change the input channels it reads.
+        mark_reads_clip(module)
+    return module
 
 
 def _probe(

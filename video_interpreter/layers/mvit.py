@@ -41,6 +41,7 @@ from torch import nn
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, triple
 from ._registry import register_layer
 from ._types import Layout, SampleType, ShapeError, channels, features, tokens, vector
+from .adaptation import AdaptRule, PositionTable, RelativeTable
 from .transformer import clip_grid
 from .video_conv import IntOrTriple, as_triple
 
@@ -278,6 +279,16 @@ class PoolingAttention(nn.Module):
             )
         self.reset_parameters()
 
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """Each axis' table resamples linearly over its offsets, as ``forward`` does."""
+        tables = {"rel_pos_h": self.rel_pos_h, "rel_pos_w": self.rel_pos_w}
+        tables["rel_pos_t"] = self.rel_pos_t
+        return {
+            name: RelativeTable((table.shape[0],), mode="linear")
+            for name, table in tables.items()
+            if table is not None
+        }
+
     def reset_parameters(self) -> None:
         for table in (self.rel_pos_h, self.rel_pos_w, self.rel_pos_t):
             if table is not None:
@@ -452,6 +463,16 @@ class ClassTokenEmbedding(nn.Module):
             self.temporal_pos = nn.Parameter(torch.empty(grid[0], dim))
             self.class_pos = nn.Parameter(torch.empty(dim))
         self.reset_parameters()
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """Separable tables: time resamples linearly, the (H, W) plane bicubically."""
+        if self.spatial_pos is None:
+            return {}
+        t, h, w = self.grid
+        return {
+            "temporal_pos": PositionTable((t,), flat=True, mode="linear"),
+            "spatial_pos": PositionTable((h, w), flat=True, mode="bicubic"),
+        }
 
     def reset_parameters(self) -> None:
         for tensor in self.parameters(recurse=False):

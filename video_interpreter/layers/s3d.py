@@ -19,6 +19,7 @@ from torch import nn
 from ._params import POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, triple
 from ._registry import register_layer
 from ._types import Layout, SampleType, channels, clip, conv_sizes, vector
+from .adaptation import AdaptRule, ConvKernel, Factorised, reads_clip
 from .video_conv import IntOrTriple, as_triple
 
 __all__ = ["ConvClassificationHead", "SepConv3d", "Unit3d"]
@@ -112,6 +113,9 @@ class Unit3d(nn.Sequential):
             nn.ReLU(inplace=True),
         )
 
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        return {"0.weight": ConvKernel(input_channels=reads_clip(self))}
+
 
 @register_layer(
     params={
@@ -152,6 +156,16 @@ class SepConv3d(nn.Sequential):
             Unit3d(in_channels, out_channels, (1, kh, kw), (1, sh, sw), (0, ph, pw), **norm),
             Unit3d(out_channels, out_channels, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), **norm),
         )
+        self.out_channels = out_channels
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """Factorised like (2+1)D: a 2D kernel has no counterpart; a stem's spatial kernel may
+        take other input channels."""
+        out = self.out_channels
+        return {
+            "0.0.weight": Factorised(out, out, reads_clip(self)),
+            "1.0.weight": Factorised(out, out),
+        }
 
 
 @register_layer(

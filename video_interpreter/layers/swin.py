@@ -25,6 +25,7 @@ from torch import nn
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, triple
 from ._registry import register_layer
 from ._types import Layout, SampleType, ShapeError, channels, features, grid
+from .adaptation import AdaptRule, ConvKernel, Derived, RelativeTable, reads_clip
 from .transformer import check_heads, clip_grid
 from .video_conv import IntOrTriple, as_triple
 
@@ -236,6 +237,20 @@ class WindowAttention3d(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         with torch.no_grad():
             index.copy_(relative_position_index(self.window_size, index.device))
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """The bias table resamples over its (t, h, w) offsets for another window; the index
+        is recomputed from the window."""
+        wt, wh, ww = self.window_size
+        return {
+            "relative_position_bias_table": RelativeTable(
+                (2 * wt - 1, 2 * wh - 1, 2 * ww - 1), mode="trilinear"
+            ),
+            "relative_position_index": Derived(
+                lambda: relative_position_index(self.window_size),
+                f"offset index of a {list(self.window_size)} window",
+            ),
+        }
 
     def _position_bias(self, window: Triple) -> torch.Tensor:
         """``(1, heads, N, N)`` bias for a window of size ``window`` (smaller than the configured
@@ -578,6 +593,9 @@ class SwinPatchEmbed3d(nn.Module):
         self.patch_size = as_triple(patch_size)
         self.proj = nn.Conv3d(in_channels, dim, kernel_size=self.patch_size, stride=self.patch_size)
         self.norm: nn.Module = nn.LayerNorm(dim, eps=norm_eps) if norm else nn.Identity()
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        return {"proj.weight": ConvKernel(input_channels=reads_clip(self))}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
         if x.dim() != 5:

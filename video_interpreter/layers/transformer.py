@@ -13,6 +13,7 @@ from torch import nn
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, enum, triple
 from ._registry import register_layer
 from ._types import Layout, SampleType, ShapeError, channels, features, grid
+from .adaptation import AdaptRule, ConvKernel, PositionTable, reads_clip
 from .video_conv import IntOrTriple, as_triple
 
 __all__ = ["MultiheadSelfAttention", "TransformerBlock", "TubeletEmbedding", "check_heads"]
@@ -73,9 +74,17 @@ class TubeletEmbedding(nn.Module):
         grid = [n // k for n, k in zip(input_grid, size, strict=True)]
         if min(grid) < 1:
             raise ValueError(f"tubelet {list(size)} is larger than the input {list(input_grid)}")
+        self.grid = (grid[0], grid[1], grid[2])
         self.proj = nn.Conv3d(in_channels, dim, kernel_size=size, stride=size)
         self.position = nn.Parameter(torch.empty(1, *grid, dim)) if position == "learned" else None
         self.reset_parameters()
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """The joint (T, H, W) table resamples trilinearly; the projection is the stem."""
+        rules: dict[str, AdaptRule] = {"proj.weight": ConvKernel(input_channels=reads_clip(self))}
+        if self.position is not None:
+            rules["position"] = PositionTable(self.grid, mode="trilinear")
+        return rules
 
     def reset_parameters(self) -> None:
         """Initialise the tensor this module owns directly (``proj`` initialises itself)."""

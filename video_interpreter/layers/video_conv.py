@@ -10,6 +10,7 @@ from torch import nn
 from ._params import BOOL, POSITIVE_INT, triple
 from ._registry import register_layer
 from ._types import Layout, SampleType, ShapeError, channels, clip, conv_sizes
+from .adaptation import AdaptRule, Factorised, reads_clip
 
 __all__ = ["Conv2Plus1d", "Conv3dNoTemporal", "IntOrTriple", "as_triple", "r2plus1d_mid_channels"]
 
@@ -117,6 +118,15 @@ class Conv2Plus1d(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Conv3d(mid, out_channels, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=bias),
         )
+        self.mid_channels, self.out_channels = mid, out_channels
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """A 2D kernel has no (2+1)D counterpart; the spatial kernel reads the clip in a stem."""
+        middle, out = self.mid_channels, self.out_channels
+        return {
+            "0.weight": Factorised(middle, out, reads_clip(self)),
+            "3.weight": Factorised(middle, out),
+        }
 
 
 @register_layer(

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..layers import NECK, Graph
+from ..layers.adaptation import AdaptRule, Head
 from ..spec import ArchitectureSpec
 
 __all__ = ["VideoInterpreter"]
@@ -42,6 +43,15 @@ class VideoInterpreter(nn.Module):
     @property
     def spec(self) -> ArchitectureSpec:
         return self._spec
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """Every tensor of a head is declared a head's: adapting a checkpoint to another class
+        count (or a head the checkpoint lacks) re-initialises it."""
+        return {
+            f"heads.{name}.{key}": Head(name)
+            for name, head in self.heads.items()
+            for key in head.state_dict()
+        }
 
     def features(self, clip: torch.Tensor) -> torch.Tensor:
         """Backbone and neck only: what every head that names no input of its own receives."""

@@ -11,6 +11,7 @@ says how each source tensor becomes a tensor of the spec ``architecture``::
     rules:                 # the first rule whose regex matches a source key renames it
       - {match: '^fc\\.(.*)$', replace: 'heads.action.fc.\\1'}
     drop: []               # regexes of source keys with no counterpart (dropped, reported)
+    no_counterpart: {}     # source modules without weights that the target lacks -> why
 
 No per-architecture code: a new architecture is a new file, checked against
 ``key_map.schema.json``. Transforms with an inverse make a key map reversible

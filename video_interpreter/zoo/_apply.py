@@ -60,6 +60,7 @@ class MappedStateDict:
     dropped: list[str] = field(default_factory=list)
     transformed: list[AppliedTransform] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # no transform, rule or drop covers them
+    notes: list[str] = field(default_factory=list)  # source modules without a counterpart
 
 
 def _where(t: Transform, key: str) -> str:
@@ -129,7 +130,14 @@ def apply_key_map(key_map: KeyMap, state_dict: Mapping[str, torch.Tensor]) -> Ma
     """
     working = dict(state_dict)
     produced: set[str] = set()
-    out = MappedStateDict({})
+    target_name = key_map.architecture or "the model"
+    out = MappedStateDict(
+        {},
+        notes=[
+            f"{key_map.source} module {name!r} has no counterpart in {target_name}: {why}"
+            for name, why in key_map.no_counterpart.items()
+        ],
+    )
     for t in key_map.transforms:
         out.transformed.extend(_run_forward(t, working, produced))
     origin: dict[str, str] = {}

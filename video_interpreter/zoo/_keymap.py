@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,9 @@ class KeyMap:
     transforms: tuple[Transform, ...] = ()
     rules: tuple[Rule, ...] = ()
     drop: tuple[re.Pattern[str], ...] = ()
+    # Source modules that hold no weights (a max-pool) and have no counterpart in the target:
+    # name -> what that changes. Reported as notes, since no key says it.
+    no_counterpart: Mapping[str, str] = dataclass_field(default_factory=dict)
     origin: str = "<key map>"
 
     def target_key(self, key: str) -> str | None:
@@ -286,6 +290,7 @@ class _Reader:
             transforms=tuple(t for t in transforms if t is not None),
             rules=tuple(r for r in rules if r is not None),
             drop=tuple(p for p in drop if p is not None),
+            no_counterpart=dict(data.get("no_counterpart") or {}),
             origin=origin,
         )
 
