@@ -319,7 +319,28 @@ def bottleneck_stage(draw: Draw) -> Case:
     return params, draw(CLIPS)
 
 
+@st.composite
+def bottleneck(draw: Draw) -> Case:
+    x3d = draw(st.booleans())
+    odd = st.sampled_from([1, 3])
+    params = {
+        "out_channels": draw(ints(1, 8)),
+        "inner_channels": draw(ints(1, 8)),
+        "stride": draw(triples(1, 2)),
+        # Odd only: an even kernel grows the map, which torch may broadcast against the
+        # shortcut (from a size of 1) where the declaration refuses it.
+        "kernel_a": draw(st.one_of(odd, st.lists(odd, min_size=3, max_size=3))),
+        "kernel_b": draw(st.one_of(odd, st.lists(odd, min_size=3, max_size=3))),
+        "depthwise": draw(st.booleans()),
+        "factorised": draw(st.booleans()),
+        "swish": x3d,
+        "se_ratio": draw(st.sampled_from([0.0, 0.25])) if x3d else 0.0,
+    }
+    return params, draw(CLIPS)
+
+
 CASES: dict[str, st.SearchStrategy[Any]] = {
+    "Bottleneck": bottleneck(),
     "BottleneckStage": bottleneck_stage(),
     "SqueezeExcitation": simple(
         st.fixed_dictionaries({"ratio": st.sampled_from([0.0625, 0.25, 1.0])}), CLIPS
