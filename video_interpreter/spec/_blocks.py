@@ -22,11 +22,11 @@ A spec may name values once and blocks once, then use them many times::
                 stride: {first: {arg: stride}, rest: 1}   # per-index: block 0, the others
                 se_ratio: {cycle: [0.0625, 0.0]}          # per-index: blocks 0, 2, 4 ... / 1, 3 ...
     backbone:
-      - {name: res4, block: stage, args: {depth: {arg: res4_depth}, width: 96}}
+      - {name: res4, use: stage, args: {depth: {arg: res4_depth}, width: 96}}
 
 ``{arg: NAME}`` is replaced by a value, whole and typed: inside a template by the instance's
 argument (checked against the parameter's JSON Schema), elsewhere by the spec's ``arguments``.
-A node ``{block: NAME, args: {...}}`` (with its own ``name`` and ``inputs``) becomes the
+A node ``{use: NAME, args: {...}}`` (with its own ``name`` and ``inputs``) becomes the
 template's node. A ``Repeat`` whose layer holds ``{cycle: [...]}`` (copy ``i`` takes item
 ``i % len``) or ``{first: A, rest: B}`` becomes the ``Sequential`` of its copies, keyed
 ``0 .. times-1`` as a ``Repeat``'s are. No code runs and no string is spliced: the result is an
@@ -54,8 +54,8 @@ __all__ = ["BLOCK_KEYS", "SECTIONS", "TEMPLATE_SCHEMA", "expand_definitions"]
 SECTIONS = ("arguments", "blocks")
 """The top-level keys this module reads and removes."""
 
-BLOCK_KEYS = ("name", "block", "args", "inputs")
-"""The keys of a node that instantiates a block."""
+BLOCK_KEYS = ("name", "use", "args", "inputs")
+"""The keys of a node made from a block (``use`` names it)."""
 
 _IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -86,14 +86,14 @@ ARGUMENTS_SCHEMA: dict[str, Any] = {
 }
 INSTANCE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": "a node made from a block template: {block: NAME, args: {...}}",
+    "description": "a node made from a block template: {use: NAME, args: {...}}",
     "properties": {
         "name": {"type": "string", "pattern": _IDENTIFIER},
-        "block": {"type": "string", "pattern": _IDENTIFIER},
+        "use": {"type": "string", "pattern": _IDENTIFIER, "description": "a block's name"},
         "args": {"type": "object", "propertyNames": {"pattern": _IDENTIFIER}},
         "inputs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
     },
-    "required": ["block"],
+    "required": ["use"],
     "additionalProperties": False,
 }
 _CHECK = Draft202012Validator
@@ -142,7 +142,7 @@ def _is_pattern(value: Any) -> bool:
 
 def _uses_definitions(value: Any) -> bool:
     if isinstance(value, dict):
-        if _is_ref(value) or _is_pattern(value) or "block" in value:
+        if _is_ref(value) or _is_pattern(value) or "use" in value:
             return True
         return any(_uses_definitions(v) for v in value.values())
     if isinstance(value, list):
@@ -201,7 +201,7 @@ class _Expander:
             ]
         if not isinstance(value, dict):
             return value
-        if "block" in value and "type" not in value:
+        if "use" in value and "type" not in value:
             return self._instance(value, origin, out_path, scope, where, stack)
         return {
             key: self.expand(item, (*origin, key), (*out_path, key), scope, where, stack)
@@ -258,7 +258,7 @@ class _Expander:
         if shape:
             self.problems.extend(shape)
             return None
-        name = value["block"]
+        name = value["use"]
         template = self.templates.get(name)
         if template is None:
             known = sorted(self.templates)
@@ -266,7 +266,7 @@ class _Expander:
             self.problems.append(
                 self.smap.problem(
                     f"block {name!r} is not defined; blocks: {', '.join(known) or 'none'}",
-                    (*origin, "block"),
+                    (*origin, "use"),
                     value=name,
                     hint=f"did you mean {near[0]!r}?" if near else "define it under `blocks:`",
                 )

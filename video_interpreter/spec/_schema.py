@@ -28,8 +28,8 @@ def _node_schema(names: list[str]) -> dict[str, Any]:
     return {
         "type": "object",
         "description": "a layer: {type: <registered name>, name: <optional>, ...parameters}, or "
-        "a block: {block: <name under blocks>, args: {...}}",
-        "if": {"type": "object", "required": ["block"]},
+        "a block: {use: <name under blocks>, args: {...}}",
+        "if": {"type": "object", "required": ["use"]},
         "then": {"$ref": "#/$defs/block_instance"},
         "else": {"required": ["type"]},
         "properties": {"type": {"enum": names, "description": "a registered layer name"}},
@@ -78,7 +78,7 @@ def _assemble(registry: LayerRegistry) -> tuple[dict[str, Any], Draft202012Valid
             "arguments": ARGUMENTS_SCHEMA,
             "blocks": {
                 "type": "object",
-                "description": "block templates, each instantiated as {block: NAME, args: {...}}",
+                "description": "block templates, each instantiated as {use: NAME, args: {...}}",
                 "propertyNames": {"pattern": IDENTIFIER},
                 "additionalProperties": TEMPLATE_SCHEMA,
             },
