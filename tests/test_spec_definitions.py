@@ -87,7 +87,8 @@ def test_blocks_arguments_and_patterns_expand_to_the_spec_written_out(
 ) -> None:
     spec = load_spec(write_spec(TEMPLATED))
     assert spec == load_spec(_written_out())
-    assert "blocks" not in spec.to_dict() and "arguments" not in spec.to_dict()
+    assert "blocks" not in spec.to_dict()
+    assert "arguments" not in spec.to_dict()
 
 
 def test_a_repeat_with_patterns_keeps_a_repeats_state_dict_keys(write_spec: WriteSpec) -> None:
@@ -150,7 +151,12 @@ def _position(text: str, marker: str) -> tuple[int, int]:
         ("first_depth: 3}", "first_depth: 0}", "0}", "less than the minimum of 1"),
         ("{arg: first_depth}", "{arg: first_dept}", "first_dept}", "names no spec argument"),
         ("out_channels: {arg: width}", "out_channels: {arg: widht}", "widht", "'width'?"),
-        ("      type: Sequential", "      type: Sequentia", "Sequentia\n", "did you mean Sequential"),
+        (
+            "      type: Sequential",
+            "      type: Sequentia",
+            "Sequentia\n",
+            "did you mean Sequential",
+        ),
     ],
 )
 def test_definition_errors_are_reported_where_they_were_written(
@@ -168,7 +174,8 @@ def test_definition_errors_are_reported_where_they_were_written(
 def test_a_pattern_outside_a_repeat_is_refused_at_its_line(write_spec: WriteSpec) -> None:
     text = TEMPLATED.replace("out_features: 5}", "out_features: {cycle: [5, 6]}}")
     [(line, column, message)] = _problems(write_spec(text))
-    assert (line, column) == _position(text, "{cycle: [5") and "only allowed inside a Repeat" in message
+    assert (line, column) == _position(text, "{cycle: [5")
+    assert "only allowed inside a Repeat" in message
 
 
 def test_a_block_that_instantiates_itself_is_refused(write_spec: WriteSpec) -> None:
@@ -181,7 +188,8 @@ def test_a_block_that_instantiates_itself_is_refused(write_spec: WriteSpec) -> N
 def test_a_parameter_schema_must_be_a_json_schema(write_spec: WriteSpec) -> None:
     text = TEMPLATED.replace("{type: integer, default: 2}", "{type: whole, default: 2}")
     [(line, column, message)] = _problems(write_spec(text))
-    assert (line, column) == _position(text, "whole") and "not a valid JSON Schema" in message
+    assert (line, column) == _position(text, "whole")
+    assert "not a valid JSON Schema" in message
 
 
 def test_expansion_stays_within_the_value_limit(write_spec: WriteSpec) -> None:

@@ -230,17 +230,17 @@ class _Expander:
                 )
             )
             return None
-        self._copy_marks(found.value, found.origin, out_path, found.smap)
+        self.copy_marks(found.value, found.origin, out_path, found.smap)
         return copy.deepcopy(found.value)
 
-    def _copy_marks(self, value: Any, origin: SpecPath, out_path: SpecPath, smap: SourceMap) -> None:
+    def copy_marks(self, value: Any, origin: SpecPath, out_path: SpecPath, smap: SourceMap) -> None:
         self._mark(out_path, origin, smap)
         if isinstance(value, dict):
             for key, item in value.items():
-                self._copy_marks(item, (*origin, key), (*out_path, key), smap)
+                self.copy_marks(item, (*origin, key), (*out_path, key), smap)
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                self._copy_marks(item, (*origin, index), (*out_path, index), smap)
+                self.copy_marks(item, (*origin, index), (*out_path, index), smap)
 
     def _instance(
         self,
@@ -294,7 +294,7 @@ class _Expander:
         self._mark(out_path, origin, self.smap)  # the node itself is where it is used
         own = {key: copy.deepcopy(value[key]) for key in ("name", "inputs") if key in value}
         for key, item in own.items():
-            self._copy_marks(item, (*origin, key), (*out_path, key), self.smap)
+            self.copy_marks(item, (*origin, key), (*out_path, key), self.smap)
         return {**own, **{k: v for k, v in node.items() if k not in own}}
 
     def _arguments(
@@ -357,9 +357,7 @@ class _Expander:
 def _templates(data: Mapping[str, Any], smap: SourceMap) -> dict[str, _Template]:
     problems = [
         smap.problem(error.message, tuple(error.absolute_path))
-        for error in _SECTIONS_VALIDATOR.iter_errors(
-            {k: data[k] for k in SECTIONS if k in data}
-        )
+        for error in _SECTIONS_VALIDATOR.iter_errors({k: data[k] for k in SECTIONS if k in data})
     ]
     templates: dict[str, _Template] = {}
     for name, body in (data.get("blocks") or {}).items():
@@ -453,7 +451,9 @@ def _unroll(value: Any, path: SpecPath, expander: _Expander) -> Any:
         copies = []
         for index in range(times):
             copies.append(_unroll(_pattern_at(unnamed, index), (*path, "layers", index), expander))
-            expander._copy_marks(copies[-1], (*path, "layer"), (*path, "layers", index), expander.out)
+            expander.copy_marks(
+                copies[-1], (*path, "layer"), (*path, "layers", index), expander.out
+            )
         unrolled = {k: v for k, v in value.items() if k not in ("type", "times", "layer")}
         return {"type": "Sequential", **unrolled, "layers": copies}
     return {k: _unroll(v, (*path, k), expander) for k, v in value.items()}
