@@ -25,7 +25,8 @@ A spec may name values once and blocks once, then use them many times::
       - {name: res4, use: stage, args: {depth: {arg: res4_depth}, width: 96}}
 
 ``{arg: NAME}`` is replaced by a value, whole and typed: inside a template by the instance's
-argument (checked against the parameter's JSON Schema), elsewhere by the spec's ``arguments``.
+argument (checked against the parameter's JSON Schema) or else the spec's ``arguments``
+entry; elsewhere by the spec's ``arguments``.
 A node ``{use: NAME, args: {...}}`` (with its own ``name`` and ``inputs``) becomes the
 template's node. A ``Repeat`` whose layer holds ``{cycle: [...]}`` (copy ``i`` takes item
 ``i % len``) or ``{first: A, rest: B}`` becomes the ``Sequential`` of its copies, keyed
@@ -156,6 +157,7 @@ class _Expander:
         self.templates = templates
         self.limits = limits
         self.out = SourceMap()
+        self.spec_arguments: dict[str, _Value] = {}
         self.problems: list[Problem] = []
         self.emitted = 0
 
@@ -285,8 +287,8 @@ class _Expander:
             template.node,
             (*template.path, "node"),
             out_path,
-            arguments,
-            f"parameter of block {name!r}",
+            {**self.spec_arguments, **arguments},  # its parameters, then the spec's arguments
+            f"parameter of block {name!r} nor spec argument",
             (*stack, name),
         )
         if not isinstance(node, dict):
@@ -325,6 +327,7 @@ class _Expander:
             elif key in given:
                 at = (*origin, "args", key)
                 probe = _Expander(self.smap, self.templates, self.limits)
+                probe.spec_arguments = self.spec_arguments
                 value = probe.expand(given[key], at, (), scope, where)
                 self.problems.extend(probe.problems)
                 if probe.problems:
@@ -491,6 +494,7 @@ def expand_definitions(
         key: _Value(value, ("arguments", key), smap)
         for key, value in (data.get("arguments") or {}).items()
     }
+    expander.spec_arguments = spec_arguments
     result: dict[str, Any] = {}
     for key, value in data.items():
         if key in SECTIONS:
