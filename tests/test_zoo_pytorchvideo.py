@@ -1,7 +1,7 @@
-"""The X3D, Slow, SlowFast, C2D, I3D, CSN and R(2+1)D specs are pytorchvideo's models: the same parameters, every key
-imported by the key map, and the same outputs. Nothing is downloaded: the reference is
-pytorchvideo's builder with its own random initialisation, at a reduced clip so the suite stays
-fast."""
+"""The X3D, Slow, SlowFast, C2D, I3D, CSN and R(2+1)D specs are pytorchvideo's models: the same
+parameters, every key imported by the key map, and the same outputs. Nothing is downloaded: the
+reference is pytorchvideo's builder with its own random initialisation, at a reduced clip so the
+suite stays fast."""
 
 from __future__ import annotations
 
