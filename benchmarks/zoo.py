@@ -52,6 +52,7 @@ PYTORCHVIDEO = (
     "slowfast_r101",
     "csn_r101",
     "r2plus1d_r50",
+    "mvit_base_16x4",
 )
 ARCHS = TORCHVISION + PYTORCHVIDEO
 THREADS = 2

@@ -206,6 +206,29 @@ def mvit_encoder(draw: Draw) -> Case:
 
 
 @st.composite
+def mvit_v1_encoder(draw: Draw) -> Case:
+    width = draw(st.sampled_from([4, 8]))
+    stages = [
+        {
+            "depth": draw(ints(1, 2)),
+            "dim": width if number == 0 else draw(st.sampled_from([4, 6, 8])),
+            "heads": draw(ints(1, 3)),
+            "stride_q": draw(triples(1, 2)),
+        }
+        for number in range(draw(ints(1, 2)))
+    ]
+    params = {
+        "stages": stages,
+        "kernel": draw(st.one_of(st.sampled_from([1, 3]), triples(1, 3))),
+        "stride_kv": draw(triples(1, 4)),
+    }
+    # A first stage of another width than the map's is refused by the declaration and torch.
+    if draw(st.booleans()):
+        width = draw(st.sampled_from([4, 6]))
+    return params, clip(width, draw(ints(1, 3)), draw(ints(1, 6)), draw(ints(1, 6)))
+
+
+@st.composite
 def mvit_block(draw: Draw) -> Case:
     on = (draw(ints(1, 3)), draw(ints(1, 5)), draw(ints(1, 5)))
     stated = draw(st.sampled_from([list(on), [on[0], on[1] + 1, on[2]]]))
@@ -381,6 +404,7 @@ CASES: dict[str, st.SearchStrategy[Any]] = {
     ),
     "MViTBlock": mvit_block(),
     "MViTEncoder": mvit_encoder(),
+    "MViTv1Encoder": mvit_v1_encoder(),
     "MaxPool3d": pool(dilation=True),
     "Mish": simple(NOTHING, ANY_TYPE),
     "ReLU": simple(NOTHING, ANY_TYPE),

@@ -138,3 +138,32 @@ def test_csn_and_r2plus1d_import_pytorchvideos_weights_and_give_its_outputs(arch
     clip = torch.randn(2, 3, FRAMES, CROP, CROP)
     with torch.no_grad():
         torch.testing.assert_close(ours(clip)["action"], reference(clip), rtol=0, atol=1e-5)
+
+
+def test_mvit_base_16x4_imports_pytorchvideos_weights_and_gives_its_outputs() -> None:
+    # pytorchvideo sizes its position tables for the clip: build it for the reduced one.
+    reference: nn.Module = hub.mvit_base_16x4(
+        pretrained=False, spatial_size=CROP, temporal_size=FRAMES
+    ).eval()
+    overrides = [f"input.frames={FRAMES}", f"input.height={CROP}", f"input.width={CROP}"]
+    ours = build_model("mvit_base_16x4", overrides=overrides).eval()
+    assert sum(p.numel() for p in ours.parameters()) == sum(
+        p.numel() for p in reference.parameters()
+    )
+    mapped = convert_state_dict("mvit_base_16x4", reference.state_dict(), source="pytorchvideo")
+    assert not mapped.dropped
+    ours.load_state_dict(mapped.state_dict, strict=True)
+    clip = torch.randn(2, 3, FRAMES, CROP, CROP)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(clip)["action"], reference(clip), rtol=0, atol=1e-5)
+
+
+def test_mvit_base_16x4_has_pytorchvideos_parameters_at_full_size() -> None:
+    reference = hub.mvit_base_16x4(pretrained=False)  # its builder cannot run on meta
+    ours = build_model("mvit_base_16x4", device="meta")
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        target: reference.state_dict()[source].shape
+        for source, target in convert_state_dict(
+            "mvit_base_16x4", reference.state_dict(), source="pytorchvideo"
+        ).renamed.items()
+    }
