@@ -51,6 +51,10 @@ REDUCED: dict[str, list[str]] = {
     "video_transformer_s": _SMALL,
     "slow_r50": _SMALL,
     "slowfast_r50": ["input.frames=8", "input.height=32", "input.width=32"],  # slow path: T/4
+    "slowfast_r101": ["input.frames=8", "input.height=32", "input.width=32"],
+    "csn_r101": _SMALL_64,
+    "r2plus1d_r50": _SMALL,
+    "mvit_base_16x4": _SMALL_64,
     "mvit_v2_s": _SMALL_64,
     "swin3d_t": _SMALL_64,
     "x3d_xs": _SMALL_64,

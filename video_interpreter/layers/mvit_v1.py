@@ -98,7 +98,7 @@ class MViTv1Attention(nn.Module):
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        padding = tuple(k // 2 for k in kernel)
+        padding = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
 
         def conv(stride: Grid) -> nn.Conv3d:
             return nn.Conv3d(
