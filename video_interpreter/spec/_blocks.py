@@ -501,10 +501,14 @@ def expand_definitions(
             continue
         result[key] = expander.expand(value, (key,), (key,), spec_arguments, "spec argument")
     if expander.problems:
-        raise SpecError(expander.problems)
+        raise SpecError(_by_position(expander.problems))
     expander.out.values.setdefault((), smap.values.get((), Location("<mapping>")))
     unrolled: dict[str, Any] = _unroll(result, (), expander)
     problems = expander.problems or _pattern_problems(unrolled, (), expander.out)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(_by_position(problems))
     return unrolled, expander.out
+
+
+def _by_position(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
