@@ -4,6 +4,9 @@
 block ``(kT x 1 x 1) -> (1 x 3 x 3) -> (1 x 1 x 1)`` convolutions with batch norm, the first
 striding H and W. ``X3DStage`` (Feichtenhofer 2020) widens instead of narrowing, makes the
 middle convolution depthwise 3x3x3, adds squeeze-excitation on every other block and Swish.
+``Bottleneck`` is one block of any of them, and of CSN (depthwise) and R(2+1)D (the middle
+convolution factorised into time then space), with a stride in time as well: a spec repeats it
+with per-index patterns (``stride: {first: [1, 2, 2], rest: 1}``), as ``x3d_s.yaml`` does.
 
 Module and parameter names follow pytorchvideo's (``res_blocks.0.branch2.conv_b``,
 ``...norm_b.1.block.0``), so its weights import with a prefix change only.
