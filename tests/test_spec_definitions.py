@@ -196,3 +196,52 @@ def test_expansion_stays_within_the_value_limit(write_spec: WriteSpec) -> None:
     text = TEMPLATED.replace("first_depth: 3", "first_depth: 400")
     with pytest.raises(SpecError, match="too many values"):
         load_spec(write_spec(text), limits=Limits(values=2_000))
+
+
+def test_an_instance_keeps_its_name_and_inputs_in_a_graph(write_spec: WriteSpec) -> None:
+    text = """
+    spec_version: 1
+    name: wired
+    version: v1
+    input: {channels: 3, frames: 4, height: 16, width: 16}
+    blocks:
+      unit:
+        params: {width: {type: integer}}
+        node: {name: ignored, type: Conv3d, out_channels: {arg: width}, kernel_size: 1}
+    backbone:
+      - {name: a, use: unit, args: {width: 4}}
+      - {name: b, use: unit, args: {width: 4}, inputs: [input]}
+      - {name: sum, type: Add, inputs: [a, b]}
+    neck: {type: GlobalAvgPool3d}
+    heads: {action: {type: Linear, out_features: 2}}
+    """
+    spec = load_spec(write_spec(text))
+    assert [node.get("name") for node in spec["backbone"]] == ["a", "b", "sum"]
+    assert spec["backbone"][1]["inputs"] == ("input",)
+    model = build_model(spec)
+    assert set(model.backbone.wiring["sum"]) == {"a", "b"}
+
+
+def test_a_nested_repeats_patterns_index_its_own_copies(write_spec: WriteSpec) -> None:
+    text = """
+    spec_version: 1
+    name: nested
+    version: v1
+    input: {channels: 3, frames: 4, height: 16, width: 16}
+    backbone:
+      - type: Repeat
+        times: 2
+        layer:
+          type: Sequential
+          layers:
+            - {type: Conv3d, out_channels: {first: 4, rest: 6}, kernel_size: 1}
+            - type: Repeat
+              times: 3
+              layer: {type: Conv3d, out_channels: {cycle: [5, 7]}, kernel_size: 1}
+    neck: {type: GlobalAvgPool3d}
+    heads: {action: {type: Linear, out_features: 2}}
+    """
+    outer = load_spec(write_spec(text))["backbone"][0]["layers"]
+    assert [copy["layers"][0]["out_channels"] for copy in outer] == [4, 6]
+    for copy in outer:
+        assert [c["out_channels"] for c in copy["layers"][1]["layers"]] == [5, 7, 5]
