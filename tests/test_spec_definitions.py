@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from video_interpreter import SpecError, build_model, load_spec
+from video_interpreter.layers import Graph
 from video_interpreter.spec import Limits
 
 WriteSpec = Callable[..., Path]
@@ -218,8 +219,9 @@ def test_an_instance_keeps_its_name_and_inputs_in_a_graph(write_spec: WriteSpec)
     spec = load_spec(write_spec(text))
     assert [node.get("name") for node in spec["backbone"]] == ["a", "b", "sum"]
     assert spec["backbone"][1]["inputs"] == ("input",)
-    model = build_model(spec)
-    assert set(model.backbone.wiring["sum"]) == {"a", "b"}
+    backbone = build_model(spec).backbone
+    assert isinstance(backbone, Graph)
+    assert set(backbone.wiring["sum"]) == {"a", "b"}
 
 
 def test_a_nested_repeats_patterns_index_its_own_copies(write_spec: WriteSpec) -> None:
