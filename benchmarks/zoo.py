@@ -42,7 +42,18 @@ from video_interpreter.spec import find_spec_file, load_spec
 from video_interpreter.zoo import convert_state_dict, known_key_maps
 
 TORCHVISION = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
-PYTORCHVIDEO = ("x3d_s", "x3d_m", "slow_r50", "c2d_r50", "i3d_r50", "slowfast_r50")
+PYTORCHVIDEO = (
+    "x3d_s",
+    "x3d_m",
+    "slow_r50",
+    "c2d_r50",
+    "i3d_r50",
+    "slowfast_r50",
+    "slowfast_r101",
+    "csn_r101",
+    "r2plus1d_r50",
+    "mvit_base_16x4",
+)
 ARCHS = TORCHVISION + PYTORCHVIDEO
 THREADS = 2
 
@@ -94,7 +105,7 @@ def reference_meta_model(arch: str) -> nn.Module:
 
 def reference_input(arch: str, clip: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
     """pytorchvideo's SlowFast takes its pathways' clips; ours derives the slow one itself."""
-    return [clip[:, :, ::4], clip] if arch == "slowfast_r50" else clip
+    return [clip[:, :, ::4], clip] if arch.startswith("slowfast") else clip
 
 
 Clock = Callable[[], float]

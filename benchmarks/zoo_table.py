@@ -2,35 +2,25 @@
 
     python benchmarks/zoo_table.py
 
-Each spec is built on the meta device (nothing allocated) to count its parameters and its
-multiply-accumulates for one clip at the spec's own input size. Where torchvision has a model of
-the same name, its published Kinetics-400 accuracy (``_metrics`` of its default weights) is
-shown for reference: those are torchvision's figures for its trained weights, not ours.
+Each spec is summarised on the meta device (nothing allocated): its parameters and its
+multiply-accumulates for one clip at the spec's own input size are the summary's totals. Where
+torchvision has a model of the same name, its published Kinetics-400 accuracy (``_metrics`` of
+its default weights) is shown for reference: torchvision's figures for its trained weights,
+not ours.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torchvision
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from video_interpreter.errors import SpecError
-from video_interpreter.model import build_model
 from video_interpreter.spec import load_spec
+from video_interpreter.summary import summarize
 
 CONFIGS = Path(__file__).resolve().parent.parent / "architectures" / "configs"
 SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def count_gmacs(model: nn.Module, input_size: tuple[int, ...]) -> float:
-    """Multiply-accumulates for one clip of a meta-device model (convs, matmuls, attention)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.eval()(torch.empty((1, *input_size), device="meta"))
-    return counter.get_total_flops() / 2 / 1e9
 
 
 def torchvision_accuracy(name: str) -> tuple[str, str]:
@@ -46,11 +36,10 @@ def row(path: Path) -> list[str]:
     name = path.stem
     try:
         spec = load_spec(path, check_shapes=False)
-        model = build_model(spec, device="meta")
+        summary = summarize(spec, depth=0)
     except SpecError as exc:  # a spec being written: say so rather than stop the table
         return [f"`{name}`", f"does not build: {exc.problems[0].message[:80]}", *"-" * 5]
-    params = sum(p.numel() for p in model.parameters())
-    gmacs = count_gmacs(model, tuple(spec.input))
+    params, gmacs = summary.total_params, summary.macs / 1e9
     top1, top5 = torchvision_accuracy(name)
     clip = "x".join(str(n) for n in spec.input[1:])
     return [

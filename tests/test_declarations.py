@@ -206,6 +206,29 @@ def mvit_encoder(draw: Draw) -> Case:
 
 
 @st.composite
+def mvit_v1_encoder(draw: Draw) -> Case:
+    width = draw(st.sampled_from([4, 8]))
+    stages = [
+        {
+            "depth": draw(ints(1, 2)),
+            "dim": width if number == 0 else draw(st.sampled_from([4, 6, 8])),
+            "heads": draw(ints(1, 3)),
+            "stride_q": draw(triples(1, 2)),
+        }
+        for number in range(draw(ints(1, 2)))
+    ]
+    params = {
+        "stages": stages,
+        "kernel": draw(st.one_of(st.sampled_from([1, 3]), triples(1, 3))),
+        "stride_kv": draw(triples(1, 4)),
+    }
+    # A first stage of another width than the map's is refused by the declaration and torch.
+    if draw(st.booleans()):
+        width = draw(st.sampled_from([4, 6]))
+    return params, clip(width, draw(ints(1, 3)), draw(ints(1, 6)), draw(ints(1, 6)))
+
+
+@st.composite
 def mvit_block(draw: Draw) -> Case:
     on = (draw(ints(1, 3)), draw(ints(1, 5)), draw(ints(1, 5)))
     stated = draw(st.sampled_from([list(on), [on[0], on[1] + 1, on[2]]]))
@@ -319,7 +342,28 @@ def bottleneck_stage(draw: Draw) -> Case:
     return params, draw(CLIPS)
 
 
+@st.composite
+def bottleneck(draw: Draw) -> Case:
+    x3d = draw(st.booleans())
+    odd = st.sampled_from([1, 3])
+    params = {
+        "out_channels": draw(ints(1, 8)),
+        "inner_channels": draw(ints(1, 8)),
+        "stride": draw(triples(1, 2)),
+        # Odd only: an even kernel grows the map, which torch may broadcast against the
+        # shortcut (from a size of 1) where the declaration refuses it.
+        "kernel_a": draw(st.one_of(odd, st.lists(odd, min_size=3, max_size=3))),
+        "kernel_b": draw(st.one_of(odd, st.lists(odd, min_size=3, max_size=3))),
+        "depthwise": draw(st.booleans()),
+        "factorised": draw(st.booleans()),
+        "swish": x3d,
+        "se_ratio": draw(st.sampled_from([0.0, 0.25])) if x3d else 0.0,
+    }
+    return params, draw(CLIPS)
+
+
 CASES: dict[str, st.SearchStrategy[Any]] = {
+    "Bottleneck": bottleneck(),
     "BottleneckStage": bottleneck_stage(),
     "SqueezeExcitation": simple(
         st.fixed_dictionaries({"ratio": st.sampled_from([0.0625, 0.25, 1.0])}), CLIPS
@@ -360,6 +404,7 @@ CASES: dict[str, st.SearchStrategy[Any]] = {
     ),
     "MViTBlock": mvit_block(),
     "MViTEncoder": mvit_encoder(),
+    "MViTv1Encoder": mvit_v1_encoder(),
     "MaxPool3d": pool(dilation=True),
     "Mish": simple(NOTHING, ANY_TYPE),
     "ReLU": simple(NOTHING, ANY_TYPE),

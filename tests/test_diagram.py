@@ -17,11 +17,13 @@ from video_interpreter import SpecError, build_model
 from video_interpreter.checkpoint import save_model
 from video_interpreter.cli import main
 from video_interpreter.diagram import (
+    JOINT,
     Diagram,
     DiagramFormatError,
     GraphvizNotFoundError,
     build_diagram,
     format_for,
+    pathways,
     render_diagram,
 )
 
@@ -295,3 +297,53 @@ def test_cli_diagram_needs_a_spec_and_an_output_or_zoo(
     with pytest.raises(SystemExit, match="2"):
         main(["diagram", "v1"])
     assert "give SPEC_OR_CKPT and -o FILE (or --zoo)" in capsys.readouterr().err
+
+
+def _cluster(dot: str, label: str) -> str:
+    """The text of the DOT cluster with this label, up to its closing brace."""
+    start = dot.index(f'label="{label}";')
+    depth, end = 1, start
+    while depth:
+        end += 1
+        depth += {"{": 1, "}": -1}.get(dot[end], 0)
+    return dot[start:end]
+
+
+def test_slowfast_is_drawn_as_two_pathways_side_by_side_with_their_fusions() -> None:
+    diagram = build_diagram("slowfast_r50", depth=1)
+    dot = diagram.to_dot()
+    slow, fast = _cluster(dot, "pathway from slow_clip"), _cluster(dot, "pathway from fast_stem")
+    for stage in ("stem", "res2", "res3", "res4", "res5", "pool"):
+        assert f"n_backbone_slow_{stage} [" in slow
+        assert f"n_backbone_fast_{stage} [" in fast
+    for index in range(1, 5):  # the lateral convs run on the fast pathway, into the slow one
+        assert f"n_backbone_fuse{index} [" in fast
+        assert f'n_backbone_fuse{index} -> n_backbone_slow{index} [color="#c0504d"' in dot
+        assert f"n_backbone_fuse{index} ==> n_backbone_slow{index}" in diagram.to_mermaid()
+    # The final merge of both pathways stands below them, in the backbone's frame only.
+    assert "n_backbone_pooled [" in _cluster(dot, "backbone")
+    assert "n_backbone_pooled [" not in slow + fast
+    assert "n_backbone_slow_pool -> n_backbone_pooled;" in dot
+
+
+def test_pathways_start_at_the_clip_and_end_where_a_merge_joins_them() -> None:
+    wiring = {
+        "slow": ("input",),
+        "fast": ("input",),
+        "lateral": ("fast",),
+        "fused": ("slow", "lateral"),
+        "fast2": ("fast",),
+        "joined": ("fused", "fast2"),
+        "after": ("joined",),
+    }
+    assert pathways(wiring) == {
+        "slow": 0,
+        "fast": 1,
+        "lateral": 1,
+        "fused": 0,
+        "fast2": 1,
+        "joined": JOINT,
+        "after": JOINT,
+    }
+    chain = {"a": ("input",), "b": ("a",)}
+    assert set(pathways(chain).values()) == {0}

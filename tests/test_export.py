@@ -39,7 +39,8 @@ CONFIGS = Path(__file__).resolve().parent.parent / "architectures" / "configs"
 SPECS = sorted(path.stem for path in CONFIGS.glob("*.yaml"))
 TINY = [name for name in SPECS if name.startswith("tiny_")]
 
-# Smaller clips where a spec allows them (the architecture, depth and widths unchanged).
+# Smaller clips where a spec allows them (the architecture, depth and widths unchanged unless
+# noted).
 # s3d's neck pools a fixed 2x7x7 window, which needs the full 16x224x224 clip.
 _SMALL = ["input.frames=4", "input.height=32", "input.width=32"]
 _SMALL_64 = ["input.frames=4", "input.height=64", "input.width=64"]
@@ -51,6 +52,18 @@ REDUCED: dict[str, list[str]] = {
     "video_transformer_s": _SMALL,
     "slow_r50": _SMALL,
     "slowfast_r50": ["input.frames=8", "input.height=32", "input.width=32"],  # slow path: T/4
+    # res4 at R50's 6 blocks: with random weights its 23 blocks drive the logits to ~1e3, where
+    # float32 rounding alone exceeds ONNX's absolute tolerance; every op (the 5-frame fusion
+    # kernel included) is still the R101 spec's.
+    "slowfast_r101": [
+        "input.frames=8",
+        "input.height=32",
+        "input.width=32",
+        "arguments.res4_depth=6",
+    ],
+    "csn_r101": _SMALL_64,
+    "r2plus1d_r50": _SMALL,
+    "mvit_base_16x4": _SMALL_64,
     "mvit_v2_s": _SMALL_64,
     "swin3d_t": _SMALL_64,
     "x3d_xs": _SMALL_64,

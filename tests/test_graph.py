@@ -192,3 +192,64 @@ def test_a_neck_on_an_inner_node_feeds_every_head_without_inputs_of_its_own(
         features = model.features(clip_batch)
         assert features.shape == (2, 4)
         assert torch.equal(model(clip_batch)["action"], model.heads["action"](features))
+
+
+GRAPH_MISTAKES = {
+    "cycle": (
+        "  - {name: a, type: Conv3d, out_channels: 4, kernel_size: 1, inputs: [b]}\n"
+        "  - {name: b, type: Conv3d, out_channels: 4, kernel_size: 1, inputs: [a]}\n",
+        (6, 71),
+        "input 'b' names a node that comes later",
+    ),
+    "self": (
+        "  - {name: a, type: Conv3d, out_channels: 4, kernel_size: 1}\n"
+        "  - {name: b, type: ReLU, inputs: [b]}\n",
+        (7, 36),
+        "input 'b' names the node itself",
+    ),
+    "dangling": (
+        "  - {name: a, type: Conv3d, out_channels: 4, kernel_size: 1}\n"
+        "  - {name: b, type: ReLU, inputs: [c]}\n",
+        (7, 36),
+        "input 'c' names no node of the backbone; known here: input, a",
+    ),
+    "merge": (
+        "  - {name: a, type: Conv3d, out_channels: 4, kernel_size: 1}\n"
+        "  - {name: pooled, type: GlobalAvgPool3d, inputs: [input]}\n"
+        "  - {name: joined, type: Concatenate, inputs: [a, pooled]}\n",
+        (8, 5),
+        "Concatenate cannot take inputs a clip (4, 4, 16, 16) from backbone[0] (Conv3d), a "
+        "vector (3,) from backbone[1] (GlobalAvgPool3d): their layouts differ",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", GRAPH_MISTAKES)
+def test_validate_reports_each_wiring_mistake_at_its_file_line_and_column(
+    write_spec: WriteSpec, capsys: pytest.CaptureFixture[str], mistake: str
+) -> None:
+    from video_interpreter.cli import main
+
+    nodes, (line, column), says = GRAPH_MISTAKES[mistake]
+    path = write_spec(HEADER + "backbone:\n" + nodes + HEAD)
+    assert main(["validate", str(path)]) == 2  # a spec error
+    err = capsys.readouterr().err
+    assert f"{path}:{line}:{column}: " in err
+    assert says in err, err
+
+
+def test_every_wiring_mistake_of_a_graph_is_reported_at_once(write_spec: WriteSpec) -> None:
+    path = write_spec(
+        HEADER
+        + "backbone:\n"
+        + "  - {name: a, type: Conv3d, out_channels: 4, kernel_size: 1, inputs: [b]}\n"
+        + "  - {name: b, type: ReLU, inputs: [b]}\n"
+        + "  - {name: c, type: Add, inputs: [a, d]}\n"
+        + HEAD
+    )
+    problems = _problems(path)
+    assert [p.split(": ", 1)[0] for p in problems] == [
+        f"{path}:6:71",
+        f"{path}:7:36",
+        f"{path}:8:38",
+    ]

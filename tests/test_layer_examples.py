@@ -41,6 +41,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], SampleType | tuple[SampleType, ...]]] 
         CLIP,
     ),
     "X3DStage": ({"depth": 2, "out_channels": 8, "inner_channels": 12, "stride": 2}, CLIP),
+    "Bottleneck": (
+        {"out_channels": 8, "inner_channels": 4, "stride": [2, 2, 2], "kernel_b": 3},
+        CLIP,
+    ),
     "AdaptiveAvgPool3d": ({"output_size": 1}, CLIP),
     "AdaptiveMaxPool3d": ({"output_size": [1, 2, 2]}, CLIP),
     "AvgPool3d": ({"kernel_size": 2}, CLIP),
@@ -70,6 +74,17 @@ EXAMPLES: dict[str, tuple[dict[str, Any], SampleType | tuple[SampleType, ...]]] 
     "MViTBlock": (
         {"dim": 32, "heads": 2, "grid": [2, 4, 4], "stride_q": [1, 2, 2]},
         tokens(1 + 2 * 4 * 4, 16, prefix=1, token_grid=(2, 4, 4)),
+    ),
+    "MViTv1Encoder": (
+        {
+            "stages": [
+                {"depth": 1, "dim": 3, "heads": 1},
+                {"depth": 2, "dim": 8, "heads": 2, "stride_q": [1, 2, 2]},
+            ],
+            "kernel": 3,
+            "stride_kv": [1, 4, 4],
+        },
+        CLIP,
     ),
     "MViTEncoder": (
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,28 @@ def test_cli_summary_rejects_a_bad_input_shape_with_exit_2(
 ) -> None:
     assert main(["summary", "v1", "--input", "3x16"]) == 2
     assert "is not a clip shape" in capsys.readouterr().err
+
+
+def test_a_graph_model_is_summarised_per_node_with_the_nodes_each_reads() -> None:
+    summary = summarize("slowfast_r50", depth=2)
+    rows = {row.path: row for row in summary.rows}
+    assert rows["backbone.slow1"].inputs == ("slow_stem", "fuse1")
+    assert rows["backbone.fuse1"].inputs == ("fast_stem",)
+    assert rows["backbone.fast_stem"].inputs == ("input",)
+    assert rows["backbone.pooled"].inputs == ("slow_pool", "fast_pool")
+    assert rows["neck"].inputs == ("pooled",)
+    assert rows["heads.action"].inputs == ("neck",)
+    assert rows["backbone.slow_res4"].macs > 0
+    text = summary.to_text()
+    assert "Inputs" in text.splitlines()[2]
+    assert re.search(
+        r"backbone\.slow1\s+Concatenate\s+slow_stem, fuse1\s+\(1, 80, 8, 56, 56\)", text
+    )
+    assert "| `backbone.slow1` | Concatenate | slow_stem, fuse1 |" in summary.to_markdown()
+    assert ModelSummary.from_json(summary.to_json()) == summary
+
+
+def test_a_chain_model_has_no_inputs_column() -> None:
+    summary = summarize("tiny_resnet", depth=1)
+    assert not summary.is_graph
+    assert "Inputs" not in summary.to_text()

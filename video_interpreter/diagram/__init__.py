@@ -7,7 +7,7 @@ On top of the flow, beside the summaries; traced on the meta device, so nothing 
 """
 
 from ._formats import to_dot, to_mermaid
-from ._graph import Box, Edge, Graph, Group, build_graph
+from ._graph import JOINT, Box, Edge, Graph, Group, build_graph, pathways
 from ._render import (
     FORMATS,
     INSTALL_HINT,
@@ -23,6 +23,7 @@ from ._render import (
 __all__ = [
     "FORMATS",
     "INSTALL_HINT",
+    "JOINT",
     "Box",
     "Diagram",
     "DiagramError",
@@ -34,6 +35,7 @@ __all__ = [
     "build_diagram",
     "build_graph",
     "format_for",
+    "pathways",
     "render_diagram",
     "to_dot",
     "to_mermaid",

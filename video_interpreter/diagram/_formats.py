@@ -36,8 +36,12 @@ def _dot_item(item: Item, indent: str, out: list[str]) -> None:
     out.append(f"{indent}}}")
 
 
+_LATERAL_DOT = ['color="#c0504d"', "penwidth=1.6"]
+
+
 def to_dot(graph: Graph) -> str:
-    """Graphviz DOT text: clusters for groups, dashed edges for call order."""
+    """Graphviz DOT text: clusters for groups, dashed edges for call order, red edges between
+    pathways (fusions)."""
     out = [
         "digraph architecture {",
         f'  label="{_dot_text(graph.title)}";',
@@ -52,7 +56,7 @@ def to_dot(graph: Graph) -> str:
     for item in graph.items:
         _dot_item(item, "  ", out)
     for edge in graph.edges:
-        attrs = ['style="dashed"'] if edge.style == "call" else []
+        attrs = list({"flow": [], "call": ['style="dashed"'], "lateral": _LATERAL_DOT}[edge.style])
         if edge.tail_group:
             attrs.append(f"ltail=cluster_{edge.tail_group}")
         if edge.head_group:
@@ -93,12 +97,13 @@ def _groups(items: list[Item]) -> list[Group]:
 
 
 def to_mermaid(graph: Graph) -> str:
-    """Mermaid flowchart text (renders on GitHub and in most Markdown viewers)."""
+    """Mermaid flowchart text (renders on GitHub and in most Markdown viewers); thick arrows
+    between pathways (fusions)."""
     out = ["---", f"title: {_mermaid_text(graph.title)}", "---", "flowchart TB"]
     for item in graph.items:
         _mermaid_item(item, "  ", out)
     for edge in graph.edges:
-        arrow = "-.->" if edge.style == "call" else "-->"
+        arrow = {"flow": "-->", "call": "-.->", "lateral": "==>"}[edge.style]
         out.append(f"  {edge.tail_group or edge.tail} {arrow} {edge.head_group or edge.head}")
     for part, (box_fill, _) in _FILL.items():
         out.append(f"  classDef {part} fill:{box_fill},stroke:#5a6b7b,color:#111")

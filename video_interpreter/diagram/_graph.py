@@ -12,7 +12,8 @@ Edges: solid where a module takes the previous one's output (a sequential contai
 seen in the traced forward pass), dashed where modules merely run one after the other (parallel
 branches, a shortcut before the main path): the order is exact, the sums and concatenations
 inside a forward are not drawn. A graph backbone (``layers.Graph``) is drawn as its wiring: each
-node with an arrow from every node it reads, so pathways stand side by side and merges show;
+node with an arrow from every node it reads; several pathways (each started by a node that
+reads the clip) are frames side by side, and an arrow between them (a fusion) is ``lateral``;
 a neck or head that reads an inner node is drawn from that node. Any other ``nn.Module`` is
 drawn as input -> its children in the order they run.
 """
@@ -20,6 +21,7 @@ drawn as input -> its children in the order they run.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,7 +31,7 @@ from ..layers import INPUT, NECK
 from ..layers import Graph as LayerGraph
 from ..summary import ShapeTrace, format_count
 
-__all__ = ["Box", "Edge", "Graph", "Group", "Item", "build_graph"]
+__all__ = ["JOINT", "Box", "Edge", "Graph", "Group", "Item", "build_graph", "pathways"]
 
 Shape = tuple[int, ...]
 Part = Literal["input", "backbone", "neck", "head", "model"]
@@ -65,7 +67,7 @@ class Edge:
 
     tail: str
     head: str
-    style: Literal["flow", "call"] = "flow"
+    style: EdgeStyle = "flow"
     tail_group: str | None = None
     head_group: str | None = None
 
@@ -104,8 +106,45 @@ class _Flow:
     group: str | None = None
 
 
-def _link(before: _Flow, after: _Flow, style: Literal["flow", "call"] = "flow") -> Edge:
+EdgeStyle = Literal["flow", "call", "lateral"]
+
+
+def _link(before: _Flow, after: _Flow, style: EdgeStyle = "flow") -> Edge:
     return Edge(before.exit, after.entry, style, before.group, after.group)
+
+
+JOINT = -1
+"""The pathway of graph nodes after the pathways have merged (drawn outside any pathway)."""
+
+
+def pathways(wiring: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Each graph node's pathway (0, 1, ...) or ``JOINT``.
+
+    A node that reads the clip starts a pathway; any other node continues the pathway of the
+    first node it reads (a lateral fusion into the slow pathway stays in it). A merge that reads
+    the last node of two or more pathways ends them: it and what follows are ``JOINT``.
+    """
+    lane: dict[str, int] = {}
+    order = list(wiring)
+    position = {name: index for index, name in enumerate(order)}
+    started = 0
+    for index, name in enumerate(order):
+        first = wiring[name][0] if wiring[name] else INPUT
+        if first == INPUT:
+            lane[name], started = started, started + 1
+        else:
+            lane[name] = lane[first]
+        reads = {lane[r] for r in wiring[name] if r != INPUT} - {JOINT}
+        # A pathway goes on past this node when a later node reads one of its earlier nodes.
+        going_on = {
+            lane[r]
+            for later in order[index + 1 :]
+            for r in wiring[later]
+            if r != INPUT and position[r] < index
+        }
+        if len(reads - going_on) > 1:
+            lane[name] = JOINT
+    return lane
 
 
 class _Builder:
@@ -273,14 +312,29 @@ class _Builder:
         return Graph(trace.label, items, self.edges)
 
     def wiring(self, source: _Flow, items: list[Item], graph: LayerGraph) -> dict[str, _Flow]:
-        """A graph backbone: its nodes in a frame, an arrow from each node every node reads."""
+        """A graph backbone: its nodes in a frame, an arrow from each node every node reads.
+        With several pathways, each is a frame of its own inside, side by side, and an arrow
+        between two pathways (a fusion) is drawn as ``lateral``."""
         group = Group(self.new_id("c_", "backbone"), "backbone", "backbone")
+        lanes = pathways(graph.wiring)
+        frames: dict[int, Group] = {}
+        if len(set(lanes.values()) - {JOINT}) > 1:
+            for name, lane in lanes.items():
+                if lane != JOINT and lane not in frames:
+                    frames[lane] = Group(
+                        self.new_id("c_", f"backbone.pathway.{name}"),
+                        f"pathway from {name}",
+                        "backbone",
+                    )
+                    group.items.append(frames[lane])
         flows = {INPUT: source}
         for name, module in graph.named_children():
             item, flow = self.item([(name, f"backbone.{name}", module)], 1, "backbone")
-            group.items.append(item)
+            frames.get(lanes[name], group).items.append(item)
             for read in graph.wiring[name]:
-                self.edges.append(_link(flows[read], flow))
+                # into another pathway: a fusion (a merge that ends the pathways is plain)
+                crosses = bool(frames) and read != INPUT and JOINT != lanes[name] != lanes[read]
+                self.edges.append(_link(flows[read], flow, "lateral" if crosses else "flow"))
             flows[name] = flow
         items.append(group)
         return flows

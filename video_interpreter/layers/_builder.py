@@ -355,6 +355,42 @@ class _Wired:
     last: str
 
 
+def _wiring_problems(nodes: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    """Every input that names no earlier node (itself, a later node, or none), and every
+    misused name, all at once: the backbone's wiring is checked before any type."""
+    problems: list[Problem] = []
+    position = {str(node.get("name", i)): i for i, node in enumerate(nodes)}
+    earlier = [INPUT]
+    for index, node in enumerate(nodes):
+        key, path = str(node.get("name", index)), ("backbone", index)
+        if key == INPUT:
+            problems.append(
+                Problem(f"the name {INPUT!r} is the clip's; name this node otherwise", path)
+            )
+        elif key in earlier:
+            problems.append(Problem(f"duplicate module name {key!r}", (*path, "name")))
+        for at, source in enumerate(node.get("inputs", ())):
+            if source in earlier:
+                continue
+            if source == key:
+                where = "the node itself"
+            elif source in position:
+                where = f"a node that comes later (backbone[{position[source]}])"
+            else:
+                where = f"no node of the backbone; known here: {', '.join(earlier)}"
+                problems.append(Problem(f"input {source!r} names {where}", (*path, "inputs", at)))
+                continue
+            problems.append(
+                Problem(
+                    f"input {source!r} names {where}: a node reads only earlier ones, so the "
+                    "graph has no cycle",
+                    (*path, "inputs", at),
+                )
+            )
+        earlier.append(key)
+    return problems
+
+
 def _wire(
     nodes: Sequence[Mapping[str, Any]],
     in_type: SampleType,
@@ -365,33 +401,12 @@ def _wire(
     """Type (and build) the backbone's nodes in order, each on the nodes its ``inputs`` name
     (default: the node before it). Only earlier nodes can be named, so there is no cycle."""
     wired = _Wired({INPUT: in_type}, {}, {}, INPUT)
-    later = {str(node.get("name", i)): i for i, node in enumerate(nodes)}
+    problems = _wiring_problems(nodes)
+    if problems:
+        raise SpecError(problems)
     for index, node in enumerate(nodes):
         key, path = str(node.get("name", index)), ("backbone", index)
-        if key == INPUT:
-            raise SpecError(
-                [Problem(f"the name {INPUT!r} is the clip's; name this node otherwise", path)]
-            )
-        if key in wired.wiring:
-            raise SpecError([Problem(f"duplicate module name {key!r}", (*path, "name"))])
         sources = tuple(node.get("inputs", (wired.last,)))
-        for at, source in enumerate(sources):
-            if source not in wired.types:
-                where = (
-                    f"a node that comes later (backbone[{later[source]}]): a node reads only "
-                    "earlier ones, so the graph has no cycle"
-                    if source in later
-                    else "no node of the backbone"
-                )
-                known = ", ".join(wired.types)
-                raise SpecError(
-                    [
-                        Problem(
-                            f"input {source!r} names {where}; known here: {known}",
-                            (*path, "inputs", at),
-                        )
-                    ]
-                )
         module, out = _node(
             node, tuple(wired.types[s] for s in sources), path, registry, construct=construct
         )

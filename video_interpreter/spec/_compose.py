@@ -45,7 +45,9 @@ _REFERENCE = re.compile(r"(?<!\\)\$\{([^${}\\]*)\}")
 
 # The keys a spec may have at its top (the schema's); checked before anything is resolved.
 TOP_LEVEL_KEYS = (
+    "arguments",
     "backbone",
+    "blocks",
     "description",
     "extends",
     "heads",

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from ..layers import INITS, LAYERS, NODE, POSITIVE_INT, LayerRegistry
+from ._blocks import ARGUMENTS_SCHEMA, INSTANCE_SCHEMA, TEMPLATE_SCHEMA
 
 __all__ = ["SCHEMA_ID", "architecture_schema", "export_schema", "schema_validator"]
 
@@ -26,8 +27,11 @@ SLUG = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 def _node_schema(names: list[str]) -> dict[str, Any]:
     return {
         "type": "object",
-        "description": "a layer: {type: <registered name>, name: <optional>, ...parameters}",
-        "required": ["type"],
+        "description": "a layer: {type: <registered name>, name: <optional>, ...parameters}, or "
+        "a block: {use: <name under blocks>, args: {...}}",
+        "if": {"type": "object", "required": ["use"]},
+        "then": {"$ref": "#/$defs/block_instance"},
+        "else": {"required": ["type"]},
         "properties": {"type": {"enum": names, "description": "a registered layer name"}},
         "allOf": [
             {
@@ -71,6 +75,13 @@ def _assemble(registry: LayerRegistry) -> tuple[dict[str, Any], Draft202012Valid
             "name": {"type": "string", "pattern": SLUG, "description": "model name"},
             "version": {"type": "string", "pattern": SLUG, "description": "e.g. v1"},
             "description": {"type": "string"},
+            "arguments": ARGUMENTS_SCHEMA,
+            "blocks": {
+                "type": "object",
+                "description": "block templates, each instantiated as {use: NAME, args: {...}}",
+                "propertyNames": {"pattern": IDENTIFIER},
+                "additionalProperties": TEMPLATE_SCHEMA,
+            },
             "extends": {
                 "type": ["string", "null"],
                 "description": "a base spec (path relative to this file, or a spec name)",
@@ -96,6 +107,7 @@ def _assemble(registry: LayerRegistry) -> tuple[dict[str, Any], Draft202012Valid
         "additionalProperties": False,
         "$defs": {
             "node": _node_schema(names),
+            "block_instance": INSTANCE_SCHEMA,
             "layers": {entry.name: entry.schema for entry in registry.entries()},
         },
     }

@@ -15,6 +15,7 @@ import yaml
 
 from ..errors import Problem, SpecError
 from ..layers import LAYERS, LayerRegistry, SampleType, spec_types
+from ._blocks import expand_definitions
 from ._compose import Composed, compose
 from ._limits import Limits, current_limits, raised_limits
 from ._lookup import SPEC_SUFFIXES, find_spec_file, known_spec_names
@@ -258,7 +259,7 @@ def _resolve_path(source: str | Path) -> Path:
 
 def _resolve(composed: Composed, where: str | None, registry: LayerRegistry) -> ArchitectureSpec:
     """Validate a composed document and write its defaults out."""
-    data, smap = composed.data, composed.smap
+    data, smap = expand_definitions(composed.data, composed.smap, current_limits())
     problems = schema_problems(data, smap, registry)
     if problems:
         raise SpecError(problems)

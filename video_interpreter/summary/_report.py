@@ -46,7 +46,9 @@ def _shape(shape: Shape | None) -> str:
 @dataclass(frozen=True)
 class LayerRow:
     """One module of the table. Counts cover the module's whole subtree, each tensor once;
-    ``macs`` covers every call of it. ``recursive`` marks a second call of the same module."""
+    ``macs`` covers every call of it. ``recursive`` marks a second call of the same module.
+    ``inputs`` are the graph nodes a node of a graph backbone reads (``input``: the clip), and
+    the node a neck or head reads in a graph model; empty elsewhere."""
 
     path: str  # module path as in the state dict ("backbone.layer1.0"); "" for the model
     type: str
@@ -56,9 +58,11 @@ class LayerRow:
     trainable_params: int
     macs: int
     recursive: bool = False
+    inputs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "inputs": list(self.inputs),
             "path": self.path,
             "type": self.type,
             "depth": self.depth,
@@ -81,6 +85,7 @@ class LayerRow:
             trainable_params=int(data["trainable_params"]),
             macs=int(data["macs"]),
             recursive=bool(data.get("recursive", False)),
+            inputs=tuple(str(name) for name in data.get("inputs", ())),
         )
 
 
@@ -146,12 +151,23 @@ class ModelSummary:
                 children.append(row)
         return children
 
+    @property
+    def is_graph(self) -> bool:
+        """Whether any row names its inputs (a graph backbone): the table then lists them."""
+        return any(row.inputs for row in self.rows)
+
     def _table(self) -> tuple[list[str], list[list[str]]]:
         header = ["Layer", "Type", "Output shape", "Param #", "MACs"]
+        graph = self.is_graph
+        if graph:
+            header.insert(2, "Inputs")
         body = []
         for row, (params, macs) in zip(self.rows, self._shown(), strict=True):
             name = row.path or self.name
-            body.append(["  " * row.depth + name, row.type, _shape(row.output_shape), params, macs])
+            cells = ["  " * row.depth + name, row.type, _shape(row.output_shape), params, macs]
+            if graph:
+                cells.insert(2, ", ".join(row.inputs) or "--")
+            body.append(cells)
         return header, body
 
     def _totals(self) -> list[tuple[str, str]]:
@@ -176,7 +192,7 @@ class ModelSummary:
     def to_text(self) -> str:
         header, body = self._table()
         widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-        right = {3, 4}
+        right = {len(header) - 2, len(header) - 1}
 
         def line(cells: Sequence[str]) -> str:
             parts = [
@@ -200,7 +216,7 @@ class ModelSummary:
 
         lines = [f"**{self._title()}**", ""]
         lines.append("| " + " | ".join(header) + " |")
-        lines.append("| --- | --- | --- | ---: | ---: |")
+        lines.append("| " + " | ".join(["---"] * (len(header) - 2) + ["---:", "---:"]) + " |")
         for row, cells in zip(self.rows, body, strict=True):
             path = f"`{row.path}`" if row.path else f"**{cell(self.name)}**"
             lines.append("| " + " | ".join([path, *(cell(c) for c in cells[1:])]) + " |")

@@ -22,10 +22,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchinfo.torchinfo import clear_cached_forward_pass
 
 from ..errors import VideoInterpreterError
+from ..layers import NECK, Graph
 from ._report import LayerRow, ModelSummary
 from ._source import CallStack, Source, resolve_source, running
 
-__all__ = ["summarize", "unique_tensors"]
+__all__ = ["graph_inputs", "summarize", "unique_tensors"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,24 @@ def _macs_by_path(model: nn.Module, counter: FlopCounterMode) -> Callable[[nn.Mo
         return sum(macs_of(child, prefix + name) for name, child in module.named_children())
 
     return macs_of
+
+
+def graph_inputs(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    """Module path -> the graph nodes it reads, for a model whose backbone is a ``Graph``: each
+    backbone node, and the neck and heads (the backbone's last node unless they tap another)."""
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, Graph):
+        return {}
+    found = {f"backbone.{name}": tuple(sources) for name, sources in backbone.wiring.items()}
+    taps: Mapping[str, str] = getattr(model, "taps", {})
+    neck = getattr(model, "neck", None)
+    has_neck = isinstance(neck, nn.Module) and not isinstance(neck, nn.Identity)
+    if has_neck:
+        found["neck"] = (taps.get(NECK, backbone.output),)
+    heads = getattr(model, "heads", None)
+    for name in heads if isinstance(heads, nn.ModuleDict) else ():
+        found[f"heads.{name}"] = (taps.get(name, "neck" if has_neck else backbone.output),)
+    return found
 
 
 def summarize(
@@ -118,6 +137,7 @@ def summarize(
 
     names = {id(module): path for path, module in model.named_modules()}
     macs_of = _macs_by_path(model, counter)
+    reads = graph_inputs(model)
 
     rows: list[LayerRow] = []
     activation_bytes = 0
@@ -140,6 +160,7 @@ def summarize(
                 trainable_params=info.trainable_params,
                 macs=macs_of(info.module, path),
                 recursive=info.is_recursive,
+                inputs=reads.get(path, ()),
             )
         )
     summary = ModelSummary(
