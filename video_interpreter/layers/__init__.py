@@ -17,6 +17,7 @@ from . import (
     torch_nn,
     transformer,
     video_conv,
+    vit,
 )
 from ._builder import (
     NECK,
@@ -124,4 +125,5 @@ __all__ = [
     "triple",
     "vector",
     "video_conv",
+    "vit",
 ]
