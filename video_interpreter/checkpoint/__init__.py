@@ -15,7 +15,7 @@ metadata in the header). Writes are atomic and hashed; reads never unpickle code
 """
 
 from ._atomic import sha256_file
-from ._convert import convert_checkpoint, import_state_dict
+from ._convert import convert_checkpoint, import_state_dict, import_transformers
 from ._format import FORMAT_VERSION
 from ._load import load_checkpoint, load_model, read_metadata, resume
 from ._report import DtypeMismatch, LoadError, LoadReport, ShapeMismatch, spec_diff
@@ -34,6 +34,7 @@ __all__ = [
     "ShapeMismatch",
     "convert_checkpoint",
     "import_state_dict",
+    "import_transformers",
     "load_checkpoint",
     "load_model",
     "load_weights",

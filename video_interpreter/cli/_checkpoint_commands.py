@@ -11,6 +11,7 @@ from ..checkpoint import (
     CheckpointMetadata,
     convert_checkpoint,
     import_state_dict,
+    import_transformers,
     read_metadata,
     sha256_file,
 )
@@ -18,7 +19,7 @@ from ._arguments import check_output_file, json_text
 
 __all__ = ["register"]
 
-_LIBRARIES = ("torchvision", "pytorchvideo")
+_LIBRARIES = ("torchvision", "pytorchvideo", "transformers")
 
 
 def register(commands: Any) -> None:
@@ -37,7 +38,8 @@ def register(commands: Any) -> None:
             "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
             "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
             "of ARCH (keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the "
-            "spec ARCH."
+            "spec ARCH. convert --from transformers DIR OUT: import a video classifier saved "
+            "with save_pretrained; its spec is generated from DIR/config.json."
         ),
     )
     convert.add_argument("paths", nargs="+", metavar="[ARCH] IN OUT")
@@ -122,7 +124,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
-    if args.library:
+    if args.library == "transformers":
+        if len(args.paths) != 2:
+            parser.error("convert --from transformers takes DIR OUT (DIR: what save_pretrained wrote)")
+        source, destination = args.paths
+        check_output_file(Path(destination))
+        saved, report = import_transformers(source, destination)
+        print(report.summary())
+    elif args.library:
         if len(args.paths) != 3:
             parser.error(f"convert --from {args.library} takes ARCH IN OUT")
         architecture, source, destination = args.paths

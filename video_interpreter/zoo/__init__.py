@@ -10,7 +10,9 @@ source key becomes a key of the spec ``architectures/configs/<architecture>.yaml
       - {match: '^(.*)$', replace: 'backbone.\\1'}
     drop: []               # regexes of source keys with no counterpart (dropped, reported)
 
-No per-key code: a new architecture is a new rule file.
+No per-key code: a new architecture is a new rule file. For the transformers library the spec
+itself is generated from a checkpoint's ``config.json`` (``transformers_spec``) and the rule file
+is per model type (``key_maps/transformers/videomae.yaml``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,18 @@ import yaml
 
 from ..errors import CheckpointError, RegistryError
 from ..layers import closest_names
+from ._transformers import TRANSFORMERS_MODEL_TYPES, read_transformers_config, transformers_spec
 
-__all__ = ["KeyMap", "MappedStateDict", "convert_state_dict", "key_map", "known_key_maps"]
+__all__ = [
+    "TRANSFORMERS_MODEL_TYPES",
+    "KeyMap",
+    "MappedStateDict",
+    "convert_state_dict",
+    "key_map",
+    "known_key_maps",
+    "read_transformers_config",
+    "transformers_spec",
+]
 
 _KEY_MAPS = Path(__file__).resolve().parent / "key_maps"
 
