@@ -246,6 +246,12 @@ def _spec(
     }
 
 
+def _dropouts(c: _Config, hidden: str | None, attention: str) -> dict[str, float]:
+    """The block's dropout rates, left out where zero (they act in training only)."""
+    rates = {"dropout": c.number(hidden) if hidden else 0.0, "attention_dropout": c.number(attention)}
+    return {key: rate for key, rate in rates.items() if rate}
+
+
 def _blocks(times: int, block: Node, name: str = "blocks") -> Node:
     return {"name": name, "type": "Repeat", "times": times, "layer": block}
 
@@ -272,8 +278,7 @@ def _videomae(c: _Config) -> Spec:
         "qkv_bias": "qv" if c.one_of("qv_bias", True, False) else "none",
         "activation": c.activation(),
         "norm_eps": c.number("layer_norm_eps"),
-        "dropout": c.number("hidden_dropout_prob"),
-        "attention_dropout": c.number("attention_probs_dropout_prob"),
+        **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
     }
     backbone = [
         {"name": "embed", "type": "TubeletEmbedding", "dim": width, "tubelet": list(tubelet),
@@ -318,8 +323,7 @@ def _timesformer(c: _Config) -> Spec:
         "qkv_bias": "all" if c.one_of("qkv_bias", True, False) else "none",
         "activation": c.activation(),
         "norm_eps": c.number("layer_norm_eps"),
-        "dropout": c.number("hidden_dropout_prob"),
-        "attention_dropout": c.number("attention_probs_dropout_prob"),
+        **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
     }
     backbone = [
         {"name": "embed", "type": "TubeletEmbedding", "dim": width, "tubelet": [1, patch, patch],
@@ -361,8 +365,7 @@ def _vivit(c: _Config) -> Spec:
         "qkv_bias": "all" if c.one_of("qkv_bias", True, False) else "none",
         "activation": c.activation(),
         "norm_eps": c.number("layer_norm_eps"),
-        "dropout": c.number("hidden_dropout_prob"),
-        "attention_dropout": c.number("attention_probs_dropout_prob"),
+        **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
     }
     backbone = [
         {"name": "embed", "type": "TubeletEmbedding", "dim": width, "tubelet": list(size),
@@ -408,7 +411,7 @@ def _vjepa2(c: _Config) -> Spec:
         "qkv_bias": "all" if c.one_of("qkv_bias", True, False) else "none",
         "activation": activation,
         "norm_eps": eps,
-        "attention_dropout": c.number("attention_probs_dropout_prob"),
+        **_dropouts(c, None, "attention_probs_dropout_prob"),
     }
     # The attentive pooler's own layers: biases always, an MLP 4x wide whatever mlp_ratio says.
     pool_block = {
