@@ -126,7 +126,9 @@ def _convert(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
     if args.library == "transformers":
         if len(args.paths) != 2:
-            parser.error("convert --from transformers takes DIR OUT (DIR: what save_pretrained wrote)")
+            parser.error(
+                "convert --from transformers takes DIR OUT (DIR: what save_pretrained wrote)"
+            )
         source, destination = args.paths
         check_output_file(Path(destination))
         saved, report = import_transformers(source, destination)

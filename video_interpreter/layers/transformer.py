@@ -103,6 +103,7 @@ class TubeletEmbedding(nn.Module):
             nn.init.trunc_normal_(self.position, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        tokens: torch.Tensor
         if isinstance(self.proj, nn.Conv2d):
             b, c, t, h, w = x.shape
             frames = self.proj(x.transpose(1, 2).reshape(b * t, c, h, w))  # (B*T, D, H', W')

@@ -138,7 +138,7 @@ def _rotate_pairs(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     omega = 1.0 / 10000**omega
     angles = positions.unsqueeze(-1) * omega  # (N, d/2)
     sin, cos = angles.sin().repeat(1, 2), angles.cos().repeat(1, 2)  # (N, d)
-    first, second = x.unflatten(-1, (-1, 2)).unbind(-1)
+    first, second = x.reshape(*x.shape[:-1], -1, 2).unbind(-1)
     rotated = torch.stack((-second, first), dim=-1).flatten(-2)
     return x * cos + rotated * sin
 
@@ -204,7 +204,9 @@ class SelfAttention(nn.Module):
             out = _attend(q, k, v, self.heads, p)
         else:
             n, length, d = q.shape
-            heads = [t.view(n, length, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v)]
+            heads = [
+                t.view(n, length, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v)
+            ]
             q4 = rotary_positions(heads[0], self.rotary_grid)
             k4 = rotary_positions(heads[1], self.rotary_grid)
             out = F.scaled_dot_product_attention(q4, k4, heads[2], dropout_p=p)
@@ -229,7 +231,14 @@ class ViTMLP(nn.Module):
 
 
 def _block_type(
-    x: SampleType, *, heads: int, attention: str, rotary: bool, fused_qkv: bool, qkv_bias: str, **_: Any
+    x: SampleType,
+    *,
+    heads: int,
+    attention: str,
+    rotary: bool,
+    fused_qkv: bool,
+    qkv_bias: str,
+    **_: Any,
 ) -> SampleType:
     check_heads(x.sizes[-1], heads)
     if fused_qkv and qkv_bias == "qv":
@@ -304,7 +313,9 @@ class ViTBlock(nn.Module):
         super().__init__()
         on_grid = None if grid is None else (int(grid[0]), int(grid[1]), int(grid[2]))
         if (attention == "divided" or rotary) and on_grid is None:
-            raise ValueError(f"{'rotary positions' if rotary else 'divided attention'} need the grid")
+            raise ValueError(
+                f"{'rotary positions' if rotary else 'divided attention'} need the grid"
+            )
         self.attention = attention
         self.grid = on_grid
         options: dict[str, Any] = {
@@ -391,8 +402,8 @@ class LearnedPositions(nn.Module):
 
 def sinusoid_table(length: int, dim: int, *, device: torch.device | None = None) -> torch.Tensor:
     """The ``(length, dim)`` sine-cosine table of "Attention is all you need": position ``p``,
-    channel ``j`` is ``sin`` (even ``j``) or ``cos`` (odd ``j``) of ``p / 10000^(2 (j // 2) / dim)``,
-    computed in float64 and returned in float32.
+    channel ``j`` is ``sin`` (even ``j``) or ``cos`` (odd ``j``) of
+    ``p / 10000^(2 (j // 2) / dim)``, computed in float64 and returned in float32.
 
     Example::
 
@@ -402,7 +413,9 @@ def sinusoid_table(length: int, dim: int, *, device: torch.device | None = None)
     position = torch.arange(length, dtype=torch.float64, device=device)[:, None]
     channel = torch.arange(dim, device=device)
     exponent = (2 * torch.div(channel, 2, rounding_mode="floor")).to(torch.float64) / dim
-    angles = position / torch.pow(torch.tensor(10000.0, dtype=torch.float64, device=device), exponent)
+    angles = position / torch.pow(
+        torch.tensor(10000.0, dtype=torch.float64, device=device), exponent
+    )
     table = torch.where(channel % 2 == 0, angles.sin(), angles.cos())
     return table.float()
 
@@ -516,9 +529,7 @@ class AttentionPool(nn.Module):
         self.heads = heads
         self.query = nn.Parameter(torch.empty(1, 1, dim))
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = nn.ModuleDict(
-            {name: nn.Linear(dim, dim) for name in ("query", "key", "value")}
-        )
+        self.attn = nn.ModuleDict({name: nn.Linear(dim, dim) for name in ("query", "key", "value")})
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = ViTMLP(dim, mlp_dim or 4 * dim, activation, 0.0)
         self.reset_parameters()
@@ -529,14 +540,19 @@ class AttentionPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D)
         if x.dim() != 3:
             raise ValueError(f"expects tokens (B, L, D), got {tuple(x.shape)}")
-        query = self.query.expand(x.shape[0], -1, -1)
+        b = x.shape[0]
         keys = self.norm1(x)
+        # One projection of the query, shared by the batch (the parameter itself, not a view of
+        # it, goes into the module: hooks on module inputs expect a tensor with a history).
+        projected = self.attn["query"](self.query).expand(b, -1, -1)
         attended = _attend(
-            self.attn["query"](query), self.attn["key"](keys), self.attn["value"](keys), self.heads, 0.0
+            projected, self.attn["key"](keys), self.attn["value"](keys), self.heads, 0.0
         )
+        query = self.query.expand(b, -1, -1)
         pooled = query + attended
         pooled = pooled + self.mlp(self.norm2(pooled))
-        return pooled[:, 0]  # (B, D)
+        out: torch.Tensor = pooled[:, 0]
+        return out  # (B, D)
 
 
 register_layer("QuickGELU", params={}, output=_same)(QuickGELU)

@@ -205,8 +205,9 @@ def _heads_divide(c: _Config, width_key: str = "hidden_size") -> tuple[int, int]
     width, heads = c.integer(width_key), c.integer("num_attention_heads")
     if width % heads:
         raise c.refuse(
-            "num_attention_heads", f"a divisor of {width_key}={width}, e.g. "
-            f"{[n for n in range(1, min(width, 32) + 1) if width % n == 0][-4:]}"
+            "num_attention_heads",
+            f"a divisor of {width_key}={width}, e.g. "
+            f"{[n for n in range(1, min(width, 32) + 1) if width % n == 0][-4:]}",
         )
     return width, heads
 
@@ -246,9 +247,21 @@ def _spec(
     }
 
 
+def _tokens(width: int, tubelet: tuple[int, int, int], *, per_frame: bool = False) -> list[Node]:
+    """The clip cut into tubelets, each projected to ``width``, as a time-major sequence."""
+    embed: Node = {"name": "embed", "type": "TubeletEmbedding", "dim": width}
+    embed |= {"tubelet": list(tubelet), "position": "none"}
+    if per_frame:
+        embed["per_frame"] = True
+    return [embed, {"name": "tokens", "type": "Flatten", "start_dim": 0, "end_dim": 2}]
+
+
 def _dropouts(c: _Config, hidden: str | None, attention: str) -> dict[str, float]:
     """The block's dropout rates, left out where zero (they act in training only)."""
-    rates = {"dropout": c.number(hidden) if hidden else 0.0, "attention_dropout": c.number(attention)}
+    rates = {
+        "dropout": c.number(hidden) if hidden else 0.0,
+        "attention_dropout": c.number(attention),
+    }
     return {key: rate for key, rate in rates.items() if rate}
 
 
@@ -281,9 +294,7 @@ def _videomae(c: _Config) -> Spec:
         **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
     }
     backbone = [
-        {"name": "embed", "type": "TubeletEmbedding", "dim": width, "tubelet": list(tubelet),
-         "position": "none"},
-        {"name": "tokens", "type": "Flatten", "start_dim": 0, "end_dim": 2},
+        *_tokens(width, tubelet),
         {"name": "pos", "type": "SinusoidalPositions"},
         _blocks(c.integer("num_hidden_layers"), block),
     ]
@@ -326,9 +337,7 @@ def _timesformer(c: _Config) -> Spec:
         **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
     }
     backbone = [
-        {"name": "embed", "type": "TubeletEmbedding", "dim": width, "tubelet": [1, patch, patch],
-         "per_frame": True, "position": "none"},
-        {"name": "tokens", "type": "Flatten", "start_dim": 0, "end_dim": 2},
+        *_tokens(width, (1, patch, patch), per_frame=True),
         {"name": "cls", "type": "AddClassToken"},
         {"name": "pos", "type": "SpaceTimePositions"},
         _blocks(c.integer("num_hidden_layers"), block),
@@ -368,9 +377,7 @@ def _vivit(c: _Config) -> Spec:
         **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
     }
     backbone = [
-        {"name": "embed", "type": "TubeletEmbedding", "dim": width, "tubelet": list(size),
-         "position": "none"},
-        {"name": "tokens", "type": "Flatten", "start_dim": 0, "end_dim": 2},
+        *_tokens(width, size),
         {"name": "cls", "type": "AddClassToken"},
         {"name": "pos", "type": "LearnedPositions"},
         _blocks(c.integer("num_hidden_layers"), block),
@@ -422,9 +429,7 @@ def _vjepa2(c: _Config) -> Spec:
         "norm_eps": eps,
     }
     backbone = [
-        {"name": "embed", "type": "TubeletEmbedding", "dim": width,
-         "tubelet": [tubelet, patch, patch], "position": "none"},
-        {"name": "tokens", "type": "Flatten", "start_dim": 0, "end_dim": 2},
+        *_tokens(width, (tubelet, patch, patch)),
         _blocks(c.integer("num_hidden_layers"), block),
         {"name": "norm", "type": "LayerNorm", "eps": eps},
     ]
