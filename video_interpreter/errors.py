@@ -10,8 +10,10 @@ Exception tree::
     │                                  that disagrees with the layer's signature
     ├── BuildError(RuntimeError)       a validated spec could not be turned into modules
     ├── CheckpointError(ValueError)    a checkpoint is unreadable, corrupt, unsafe or mismatched
-    │   └── LoadError                  weights do not fit a model; carries the LoadReport
-    │                                  (defined in video_interpreter.checkpoint)
+    │   ├── LoadError                  weights do not fit a model; carries the LoadReport
+    │   │                              (defined in video_interpreter.checkpoint)
+    │   └── KeyMapError                a key-map file is invalid (carries every Problem, located),
+    │                                  or a key map cannot apply to, or invert, a state dict
     ├── DiagramError(RuntimeError)     Graphviz missing or failing (video_interpreter.diagram)
     │   └── GraphvizNotFoundError
     ├── DiagramFormatError(ValueError) an unknown diagram format or suffix
@@ -35,6 +37,7 @@ __all__ = [
     "BuildError",
     "CheckpointError",
     "CompressionError",
+    "KeyMapError",
     "PathPart",
     "Problem",
     "RegistrationError",
@@ -126,6 +129,22 @@ class BuildError(VideoInterpreterError, RuntimeError):
 
 class CheckpointError(VideoInterpreterError, ValueError):
     """A checkpoint file is unreadable, corrupt, unsafe to open or does not fit its target."""
+
+
+class KeyMapError(CheckpointError):
+    """A key map (weights from another library) is invalid, or cannot be applied to a state dict
+    or inverted for export. ``.problems`` lists every problem of an invalid key-map file, each
+    located (``file:line:col``, entry path); it is empty for a failure on tensors."""
+
+    def __init__(self, problems: Sequence[Problem] | str) -> None:
+        if isinstance(problems, str):
+            self.problems: tuple[Problem, ...] = ()
+            super().__init__(problems)
+            return
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in key map"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
 class CompressionError(VideoInterpreterError, ValueError):

@@ -1,23 +1,34 @@
 """Conversions: between this package's two formats, and from another library's state dict
-(renamed by the zoo's key maps) into this package's format. Both load strictly into the
-architecture first, so a converted file is known to fit."""
+(mapped by a key map: the zoo's, or a user's file) into this package's format. Both load
+strictly into the architecture first, so a converted file is known to fit."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from ..layers import closest_names
 from ..model import build_meta, build_model
-from ..spec import SpecSource
-from ..zoo import convert_state_dict, read_transformers_config, transformers_spec
+from ..spec import ArchitectureSpec, SpecSource, find_spec_file
+from ..zoo import (
+    KeyMap,
+    KeyMapSource,
+    MappedStateDict,
+    apply_key_map,
+    key_map,
+    read_transformers_config,
+    resolve_key_map,
+    transformers_spec,
+)
 from ._load import architecture_of
 from ._precision import precision_dtype, storage_state_dict
 from ._read import PathLike, read_checkpoint
-from ._report import LoadReport
+from ._report import LoadError, LoadReport, ShapeMismatch
 from ._save import checkpoint_format, save_model, write_checkpoint
 from ._types import SavedCheckpoint
 from ._weights import apply_weights
@@ -81,32 +92,161 @@ def convert_checkpoint(
 
 
 def import_state_dict(
-    architecture: str,
-    source: PathLike,
+    architecture: SpecSource | None,
+    source: PathLike | Mapping[str, torch.Tensor],
     destination: PathLike,
     *,
-    library: str = "torchvision",
+    library: str | None = None,
+    key_map: KeyMapSource | None = None,
     notes: str | None = None,
 ) -> tuple[SavedCheckpoint, LoadReport]:
-    """Import another library's state dict (e.g. torchvision's ``r2plus1d_18``) as a checkpoint
-    of the spec ``architecture``: keys renamed by the zoo's key map, loaded strictly, saved in
-    this package's format. Returns the saved file and the load report (renames included)."""
-    checkpoint = read_checkpoint(source, map_location="cpu")
-    mapped = convert_state_dict(architecture, checkpoint.state_dict, library)
-    model = build_model(architecture, device="meta")
+    """Import another library's state dict as a checkpoint of the spec ``architecture`` (a
+    name, a spec file, a mapping or an ``ArchitectureSpec``).
+
+    The key map is ``key_map`` (a ``KeyMap``, a key-map file, or data shaped like one), else the
+    zoo's for ``library`` (default torchvision) and the spec's name; ``architecture`` may be
+    None when the key map names one (a spec file it names is found beside the key-map file
+    first). ``source`` is a file (``.pth``, ``.safetensors``) or a state dict in memory. The
+    import is refused (``LoadError``, its report listing
+    every problem) when a source tensor is left unmapped or a model tensor unfilled, or a
+    shape differs after the transforms. Returns the saved file and the report, each transform
+    applied listed in ``report.transformed``::
+
+        saved, report = import_state_dict(None, "videomae.safetensors", "videomae.pth",
+                                          key_map="videomae_base.yaml")
+    """
+    rules = _key_map_for(architecture, library, key_map)
+    spec = architecture if architecture is not None else _named_spec(rules)
+    source_state, source_name = _source_state(source)
+    mapped = apply_key_map(rules, source_state)
+    model = build_model(spec, device="meta")
+    label = f"{source_name} ({rules.source})"
+    _refuse_misfits(model.state_dict(), source_state, mapped, label, model.spec)
     report = apply_weights(model, mapped.state_dict, strict=True, keep_source_dtype=True)
     report = dataclasses.replace(
         report,
-        source=f"{source} ({library})",
+        source=label,
         remapped=dict(mapped.renamed),
         dropped=(*mapped.dropped, *report.dropped),
+        transformed=tuple(mapped.transformed),
     )
+    name = model.spec.name
     saved = save_model(
         model,
         destination,
-        notes=notes or f"imported from {library} {architecture} ({Path(source).name})",
+        notes=notes or f"imported from {rules.source} {name} ({Path(source_name).name})",
     )
     return saved, report
+
+
+def _named_spec(rules: KeyMap) -> SpecSource:
+    """The spec a key map names: a file beside the key-map file, else a name or path as usual."""
+    if rules.architecture is None:
+        raise CheckpointError(
+            f"the key map {rules.origin} names no architecture; pass the spec to import into "
+            "(CLI: --spec SPEC)"
+        )
+    beside = find_spec_file(rules.architecture, relative_to=Path(rules.origin).parent)
+    return beside if beside is not None else rules.architecture
+
+
+def _source_state(
+    source: PathLike | Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], str]:
+    if isinstance(source, Mapping):
+        bad = [
+            k
+            for k, v in source.items()
+            if not isinstance(k, str) or not isinstance(v, torch.Tensor)
+        ]
+        if bad:
+            raise CheckpointError(
+                f"the source state dict has {len(bad)} entries that are not str -> tensor, "
+                f"e.g. {bad[0]!r}"
+            )
+        return dict(source), "state dict"
+    return read_checkpoint(source, map_location="cpu").state_dict, str(source)
+
+
+def _key_map_for(
+    architecture: SpecSource | None, library: str | None, given: KeyMapSource | None
+) -> KeyMap:
+    if given is not None:
+        if library is not None:
+            raise CheckpointError(
+                f"give a key map or a library ({library!r}) to import with, not both"
+            )
+        return resolve_key_map(given)
+    if isinstance(architecture, ArchitectureSpec):
+        name = architecture.name
+    elif isinstance(architecture, str) and not Path(architecture).suffix:
+        name = architecture
+    else:
+        raise CheckpointError(
+            f"the zoo's key maps are found by spec name; {architecture!r} is not one: pass "
+            "key_map= (CLI: --key-map FILE)"
+        )
+    return key_map(name, library or "torchvision")
+
+
+def _refuse_misfits(
+    model_state: Mapping[str, torch.Tensor],
+    source_state: Mapping[str, torch.Tensor],
+    mapped: MappedStateDict,
+    label: str,
+    spec: ArchitectureSpec,
+) -> None:
+    """Every key left over on either side, and every shape that differs, in one report."""
+    state = mapped.state_dict
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    mismatched = [
+        ShapeMismatch(k, tuple(state[k].shape), tuple(model_state[k].shape))
+        for k in model_state
+        if k in state and state[k].shape != model_state[k].shape
+    ]
+    if not (missing or unexpected or mismatched or mapped.unmapped):
+        return
+    hints: dict[str, str] = {}
+    for key in missing:  # the produced key that was probably meant for it
+        near = closest_names(key, unexpected, n=1)
+        if near:
+            hints[key] = f"closest produced key: {near[0]}"
+    covered = {**mapped.renamed, **{k: k for k in mapped.dropped}}
+    for key in mapped.unmapped:  # a covered key beside it shows the rule that nearly fit
+        parent = key.rpartition(".")[0]
+        siblings = [k for k in covered if k.rpartition(".")[0] == parent]
+        near = closest_names(key, siblings or list(covered), n=1) or siblings[:1]
+        if near:
+            fate = covered[near[0]]
+            hints[key] = f"{near[0]!r} is covered" + (
+                f", renamed to {fate!r}" if fate != near[0] else ", dropped"
+            )
+    shapes: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {
+        k: (None, tuple(model_state[k].shape)) for k in missing
+    }
+    shapes.update({k: (tuple(state[k].shape), None) for k in unexpected})
+    shapes.update({k: (tuple(source_state[k].shape), None) for k in mapped.unmapped})
+    report = LoadReport(
+        source=label,
+        target=f"{spec.name}/{spec.version}",
+        loaded=tuple(k for k in model_state if k in state and k not in {m.key for m in mismatched}),
+        missing=tuple(missing),
+        unexpected=tuple(unexpected),
+        mismatched=tuple(mismatched),
+        remapped=dict(mapped.renamed),
+        dropped=tuple(mapped.dropped),
+        transformed=tuple(mapped.transformed),
+        unmapped=tuple(mapped.unmapped),
+        shapes=shapes,
+        hints=hints,
+    )
+    raise LoadError(
+        report,
+        "every source tensor must be mapped or dropped, every model tensor filled: add "
+        "transforms, rules or drop entries to the key map",
+        headline="the key map leaves tensors over or shapes that differ",
+    )
 
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -149,7 +289,8 @@ def import_transformers(
 
     The spec is generated from ``config.json`` (``transformers_spec``), so any size of a
     supported model type converts; the weights are renamed by the model type's key map and
-    loaded strictly. Returns the saved file and the load report (renames and dropped keys).
+    loaded strictly (``import_state_dict``). Returns the saved file and the load report (renames
+    and dropped keys).
 
     Example::
 
@@ -165,18 +306,14 @@ def import_transformers(
     config = read_transformers_config(folder)
     spec = transformers_spec(config, where=str(folder / "config.json"))
     state, weights_file = _transformers_weights(folder)
-    mapped = convert_state_dict(config["model_type"], state, "transformers")
-    model = build_model(spec, device="meta")
-    report = apply_weights(model, mapped.state_dict, strict=True, keep_source_dtype=True)
-    report = dataclasses.replace(
-        report,
-        source=f"{folder / weights_file} (transformers {config['model_type']})",
-        remapped=dict(mapped.renamed),
-        dropped=(*mapped.dropped, *report.dropped),
-    )
-    saved = save_model(
-        model,
+    model_type = config["model_type"]
+    saved, report = import_state_dict(
+        spec,
+        state,
         destination,
-        notes=notes or f"imported from transformers {config['model_type']} ({folder.name})",
+        key_map=key_map(model_type, "transformers"),
+        notes=notes or f"imported from transformers {model_type} ({folder.name})",
     )
-    return saved, report
+    return saved, dataclasses.replace(
+        report, source=f"{folder / weights_file} (transformers {model_type})"
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import CheckpointError
 from ..spec import ArchitectureSpec
+from ..zoo import AppliedTransform
 
 __all__ = [
     "DtypeMismatch",
@@ -36,16 +37,32 @@ _LABELS = {
     "dtype": "dtype mismatch",
     "cast": "cast",
     "remapped": "renamed",
+    "transformed": "transformed",
     "unexpected": "unexpected",
+    "unmapped": "unmapped",
     "dropped": "dropped",
 }
-_COUNTED = ("loaded", "reinitialized", "missing", "mismatched", "dtype", "unexpected", "dropped")
+_COUNTED = (
+    "loaded",
+    "reinitialized",
+    "missing",
+    "mismatched",
+    "dtype",
+    "unexpected",
+    "unmapped",
+    "dropped",
+)
 
 
 def module_group(key: str) -> str:
     """The group a state-dict key is reported under: its module path, cut to two parts."""
     parts = key.split(".")[:-1] or ["<root>"]
     return ".".join(parts[:_GROUP_DEPTH])
+
+
+def _first_key(applied: AppliedTransform) -> str:
+    """The key a transform is reported under: its first output, else its first input."""
+    return (applied.targets or applied.sources)[0][0]
 
 
 def _shape(shape: Shape) -> str:
@@ -93,7 +110,10 @@ class LoadReport:
     ``dropped``: source keys dropped on purpose (``key_map`` returned None, or ``reinit``
     replaced them); ``inflated``: 2D weights inflated to 3D; ``notes``: prefixes stripped and
     other adjustments; ``spec_diff``: how the model's architecture differs from the
-    checkpoint's, when it does and that was declared.
+    checkpoint's, when it does and that was declared. An import through a key map adds
+    ``transformed`` (each transform applied: op, keys and shapes) and ``unmapped`` (source keys
+    no transform, rule or drop covers; refused like unexpected keys); ``hints`` gives a key the
+    closest name that might have been meant.
     """
 
     source: str
@@ -116,11 +136,20 @@ class LoadReport:
         default_factory=dict, repr=False
     )
     spec_diff: str | None = None
+    transformed: tuple[AppliedTransform, ...] = ()
+    unmapped: tuple[str, ...] = ()
+    hints: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is missing, unexpected or of the wrong shape or dtype."""
-        return not (self.missing or self.unexpected or self.mismatched or self.dtype_mismatched)
+        """True when nothing is missing, unexpected, unmapped or of the wrong shape or dtype."""
+        return not (
+            self.missing
+            or self.unexpected
+            or self.unmapped
+            or self.mismatched
+            or self.dtype_mismatched
+        )
 
     def by_module(self) -> dict[str, dict[str, list[str]]]:
         """``{group: {category: [keys]}}``, groups in model order, then source-only groups."""
@@ -134,7 +163,9 @@ class LoadReport:
             ("dtype", [m.key for m in self.dtype_mismatched]),
             ("cast", self.cast),
             ("remapped", list(self.remapped.values())),
+            ("transformed", [_first_key(t) for t in self.transformed]),
             ("unexpected", self.unexpected),
+            ("unmapped", self.unmapped),
             ("dropped", self.dropped),
         ):
             for key in keys:
@@ -156,6 +187,8 @@ class LoadReport:
             (len(self.cast), "cast"),
             (len(self.reinitialized), "re-initialised"),
             (len(self.remapped), "renamed"),
+            (len(self.transformed), "transformed"),
+            (len(self.unmapped), "unmapped"),
             (len(self.inflated), "inflated"),
             (len(self.dropped), "dropped"),
         ):
@@ -169,6 +202,9 @@ class LoadReport:
         mismatch: dict[str, ShapeMismatch | DtypeMismatch] = {m.key: m for m in self.mismatched}
         mismatch.update({m.key: m for m in self.dtype_mismatched})
         renamed_from = {target: source for source, target in self.remapped.items()}
+        transforms: dict[str, list[AppliedTransform]] = {}
+        for applied in self.transformed:
+            transforms.setdefault(_first_key(applied), []).append(applied)
         groups = self.by_module()
         width = max((len(g) for g in groups), default=0)
         for group, kinds in groups.items():
@@ -177,10 +213,17 @@ class LoadReport:
             )
             lines.append(f"  {group:<{width}}  {tally}".rstrip())
             for kind, keys in kinds.items():
+                if kind == "transformed":
+                    for key in dict.fromkeys(keys):
+                        lines += [f"      {'transformed':<15} {t}" for t in transforms[key]]
+                    continue
                 for key in keys:
                     detail = self._detail(kind, key, mismatch, renamed_from)
                     if detail:
-                        lines.append(f"      {_LABELS[kind]:<15} {detail}")
+                        hint = self.hints.get(key)
+                        lines.append(
+                            f"      {_LABELS[kind]:<15} {detail}" + (f" ({hint})" if hint else "")
+                        )
         if self.spec_diff:
             lines.append("  the architecture differs from the checkpoint's:")
             lines += [f"    {line}" for line in self.spec_diff.splitlines()]

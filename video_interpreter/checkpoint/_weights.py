@@ -26,7 +26,8 @@ from ..errors import BuildError, CheckpointError, RegistryError
 from ..layers import get_init
 from ..model import initializer_for
 from ..spec import ArchitectureSpec
-from ..zoo import convert_state_dict, known_key_maps
+from ..zoo import AppliedTransform, apply_key_map, convert_state_dict, known_key_maps
+from ..zoo import KeyMap as FileKeyMap
 from ._read import read_checkpoint, refuse_quantized
 from ._report import DtypeMismatch, LoadError, LoadReport, ShapeMismatch, spec_diff
 from ._types import Checkpoint
@@ -35,7 +36,9 @@ __all__ = ["KeyMap", "WeightsSource", "apply_weights", "load_weights", "unwrap_m
 
 logger = logging.getLogger(__name__)
 
-KeyMap = Mapping[str, str] | Callable[[str], str | None]
+# A rename (mapping, or function returning the new key or None to drop it), or a key map with
+# transforms (``video_interpreter.zoo.read_key_map``).
+KeyMap = Mapping[str, str] | Callable[[str], str | None] | FileKeyMap
 WeightsSource = str | Path | Mapping[str, torch.Tensor] | Checkpoint
 
 _DDP = "module."
@@ -159,9 +162,14 @@ def _strip_prefixes(
 
 def _apply_key_map(
     state: dict[str, torch.Tensor], key_map: KeyMap | None
-) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str], tuple[AppliedTransform, ...]]:
     if key_map is None:
-        return state, {}, []
+        return state, {}, [], ()
+    if isinstance(key_map, FileKeyMap):
+        mapped = apply_key_map(key_map, state)
+        # keys the map does not cover keep their names: the report lists them as unexpected
+        kept = {**mapped.state_dict, **{k: state[k] for k in mapped.unmapped}}
+        return kept, mapped.renamed, mapped.dropped, tuple(mapped.transformed)
     out: dict[str, torch.Tensor] = {}
     renamed: dict[str, str] = {}
     dropped: list[str] = []
@@ -176,7 +184,7 @@ def _apply_key_map(
         out[new], origin[new] = tensor, key
         if new != key:
             renamed[key] = new
-    return out, renamed, dropped
+    return out, renamed, dropped, ()
 
 
 def _patterns(value: bool | str | Sequence[str]) -> tuple[str, ...]:
@@ -287,7 +295,9 @@ def load_weights(
     ``.report`` lists them) before the model is touched. ``reinit`` glob patterns declare model
     keys to initialise afresh instead of loading (e.g. ``["heads.action.*"]`` for a new class
     count); ``key_map`` renames source keys (a mapping, or a function returning the new key or
-    None to drop it); ``inflate`` (True, or glob patterns) inflates 2D conv weights to 3D.
+    None to drop it), or is a ``video_interpreter.zoo.KeyMap`` with tensor transforms (its
+    applications listed in ``report.transformed``); ``inflate`` (True, or glob patterns)
+    inflates 2D conv weights to 3D.
     Dtypes are checked like shapes: a floating-point tensor is cast to the model's floating
     dtype and the report lists the cast; any other difference (an integer tensor for a float
     weight, a float step counter) is a mismatch. A source whose architecture fingerprint
@@ -346,7 +356,7 @@ def apply_weights(
             )
     model_state = target.state_dict()
     state, notes = _strip_prefixes(state, list(model_state))
-    state, remapped, dropped = _apply_key_map(state, key_map)
+    state, remapped, dropped, transformed = _apply_key_map(state, key_map)
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(k, pattern) for k in model_state):
             sample = ", ".join(list(model_state)[-3:])
@@ -416,6 +426,7 @@ def apply_weights(
         dtypes=dtypes,
         reinitialized=tuple(fresh),
         remapped=remapped,
+        transformed=transformed,
         dropped=tuple(dropped),
         inflated=tuple(inflated),
         notes=tuple(notes),

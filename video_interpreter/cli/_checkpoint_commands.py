@@ -9,6 +9,7 @@ from typing import Any
 
 from ..checkpoint import (
     CheckpointMetadata,
+    LoadReport,
     convert_checkpoint,
     import_state_dict,
     import_transformers,
@@ -37,9 +38,12 @@ def register(commands: Any) -> None:
         description=(
             "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
             "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
-            "of ARCH (keys renamed by the zoo's key map, loaded strictly) as a checkpoint of the "
+            "of ARCH (mapped by the zoo's key map, loaded strictly) as a checkpoint of the "
             "spec ARCH. convert --from transformers DIR OUT: import a video classifier saved "
-            "with save_pretrained; its spec is generated from DIR/config.json."
+            "with save_pretrained; its spec is generated from DIR/config.json. "
+            "convert --key-map FILE [--spec SPEC] IN OUT: import any state dict "
+            "through your own key map (renames and tensor transforms), into SPEC or the "
+            "architecture the key map names."
         ),
     )
     convert.add_argument("paths", nargs="+", metavar="[ARCH] IN OUT")
@@ -47,7 +51,14 @@ def register(commands: Any) -> None:
         "--from", dest="library", choices=_LIBRARIES, help="import another library's state dict"
     )
     convert.add_argument(
-        "--spec", help="the architecture of a plain state dict (spec file or name)"
+        "--key-map",
+        type=Path,
+        metavar="FILE",
+        help="import another library's state dict through this key-map file (YAML or JSON)",
+    )
+    convert.add_argument(
+        "--spec",
+        help="the architecture of a plain state dict, or to import into (spec file or name)",
     )
     convert.add_argument(
         "--drop-training-state",
@@ -122,8 +133,17 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_import(report: LoadReport) -> None:
+    """The summary line, then each transform the key map applied (renames are only counted)."""
+    print(report.summary())
+    for applied in report.transformed:
+        print(f"  {applied}")
+
+
 def _convert(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
+    if args.library and args.key_map:
+        parser.error("give --from LIBRARY ARCH or --key-map FILE, not both")
     if args.library == "transformers":
         if len(args.paths) != 2:
             parser.error(
@@ -132,14 +152,21 @@ def _convert(args: argparse.Namespace) -> int:
         source, destination = args.paths
         check_output_file(Path(destination))
         saved, report = import_transformers(source, destination)
-        print(report.summary())
+        _print_import(report)
+    elif args.key_map:
+        if len(args.paths) != 2:
+            parser.error("convert --key-map FILE takes IN OUT (and --spec SPEC if FILE names none)")
+        source, destination = args.paths
+        check_output_file(Path(destination))
+        saved, report = import_state_dict(args.spec, source, destination, key_map=args.key_map)
+        _print_import(report)
     elif args.library:
         if len(args.paths) != 3:
             parser.error(f"convert --from {args.library} takes ARCH IN OUT")
         architecture, source, destination = args.paths
         check_output_file(Path(destination))
         saved, report = import_state_dict(architecture, source, destination, library=args.library)
-        print(report.summary())
+        _print_import(report)
     else:
         if len(args.paths) != 2:
             parser.error("convert takes IN OUT (or --from LIBRARY ARCH IN OUT)")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import SpecError, VideoInterpreterError
+from ..errors import KeyMapError, SpecError, VideoInterpreterError
 from ..spec import raised_limits
 from . import (
     _checkpoint_commands,
@@ -92,7 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with raised_limits(**dict(args.limits)):
             code: int = args.handler(args)
-    except SpecError as exc:
+    except (SpecError, KeyMapError) as exc:
+        if not exc.problems:  # a key map that does not fit the tensors: an operation failed
+            _error(exc)
+            return EXIT_FAILURE
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_INVALID

@@ -6,6 +6,7 @@ omegaconf and jsonschema are used here and nowhere else.
 from ._limits import DEFAULT_LIMITS, Limits, current_limits, raised_limits
 from ._lookup import architecture_roots, find_spec_file, known_spec_names
 from ._schema import architecture_schema, export_schema, schema_text
+from ._source import Location, SourceMap, read_document
 from ._spec import (
     ARCHITECTURE_KEYS,
     ArchitectureSpec,
@@ -13,6 +14,7 @@ from ._spec import (
     SpecSource,
     load_spec,
 )
+from ._validate import document_problems
 
 __all__ = [
     "ARCHITECTURE_KEYS",
@@ -20,14 +22,18 @@ __all__ = [
     "ArchitectureSpec",
     "ClipShape",
     "Limits",
+    "Location",
+    "SourceMap",
     "SpecSource",
     "architecture_roots",
     "architecture_schema",
     "current_limits",
+    "document_problems",
     "export_schema",
     "find_spec_file",
     "known_spec_names",
     "load_spec",
     "raised_limits",
+    "read_document",
     "schema_text",
 ]

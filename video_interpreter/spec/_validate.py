@@ -25,7 +25,7 @@ from ._limits import current_limits, limit_problem, repeated_blocks
 from ._schema import schema_validator
 from ._source import SourceMap
 
-__all__ = ["schema_problems"]
+__all__ = ["document_problems", "schema_problems"]
 
 _JSON_TYPES = {
     bool: "boolean",
@@ -78,7 +78,24 @@ def schema_problems(
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
 
 
+def document_problems(data: Any, smap: SourceMap, schema: dict[str, Any]) -> list[Problem]:
+    """Every problem of ``data`` (read by ``read_document``) against any JSON Schema, located
+    and sorted like a spec's: the same messages for other data files (key maps)."""
+    problems: list[Problem] = []
+    seen: set[tuple[Any, ...]] = set()
+    for error in _strict(Draft202012Validator(schema)).iter_errors(data):
+        for problem in _translate(error, smap, LAYERS):
+            key = (problem.path, problem.message)
+            if key not in seen:
+                seen.add(key)
+                problems.append(problem)
+    return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
+
+
+# The last few strict validators (the spec schema's and any data file's), so validating a key
+# map does not evict the spec schema's.
 _strict_cache: list[tuple[Draft202012Validator, Draft202012Validator]] = []
+_STRICT_CACHE_SIZE = 4
 
 
 def _strict(base: Draft202012Validator) -> Draft202012Validator:
@@ -107,7 +124,7 @@ def _strict(base: Draft202012Validator) -> Draft202012Validator:
         type(base), {"const": const, "enum": enum}, type_checker=checker
     )
     strict: Draft202012Validator = cls(base.schema)
-    _strict_cache[:] = [(base, strict)]
+    _strict_cache[:] = [*_strict_cache[-(_STRICT_CACHE_SIZE - 1) :], (base, strict)]
     return strict
 
 

@@ -1,80 +1,83 @@
-"""Weight import from other libraries' state dicts through declarative key-mapping rules.
+"""Weight import from other libraries' state dicts through declarative key maps, and export back.
 
-A rule file ``key_maps/<source>/<architecture>.yaml`` (shipped with the package) says how each
-source key becomes a key of the spec ``architectures/configs/<architecture>.yaml``::
+A key map (``key_maps/<source>/<architecture>.yaml`` shipped with the package, or a user's file)
+says how each source tensor becomes a tensor of the spec ``architecture``::
 
-    architecture: r3d_18
-    source: torchvision
-    rules:                 # first rule whose regex matches a source key renames it
+    architecture: videomae_base
+    source: transformers
+    transforms:            # in order, before renames: tensors joined, cut, reshaped, filled
+      - concat: {from: ['^blocks\\.(\\d+)\\.q\\.weight$', 'blocks.\\1.k.weight',
+                       'blocks.\\1.v.weight'], to: 'backbone.blocks.\\1.attn.qkv.weight', dim: 0}
+    rules:                 # the first rule whose regex matches a source key renames it
       - {match: '^fc\\.(.*)$', replace: 'heads.action.fc.\\1'}
-      - {match: '^(.*)$', replace: 'backbone.\\1'}
     drop: []               # regexes of source keys with no counterpart (dropped, reported)
 
-No per-key code: a new architecture is a new rule file. For the transformers library the spec
-itself is generated from a checkpoint's ``config.json`` (``transformers_spec``) and the rule file
-is per model type (``key_maps/transformers/videomae.yaml``).
+No per-architecture code: a new architecture is a new file, checked against
+``key_map.schema.json``. Transforms with an inverse make a key map reversible
+(``export_state_dict``). For the transformers library the spec itself is generated from a
+checkpoint's ``config.json`` (``transformers_spec``) and the key map is per model type
+(``key_maps/transformers/videomae.yaml``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-import yaml
 
-from ..errors import CheckpointError, RegistryError
+from ..errors import KeyMapError, RegistryError
 from ..layers import closest_names
+from ._apply import AppliedTransform, MappedStateDict, apply_key_map, export_state_dict
+from ._keymap import (
+    OPERATIONS,
+    KeyMap,
+    KeyMapSource,
+    Rule,
+    Transform,
+    key_map_from_dict,
+    key_map_schema,
+    read_key_map,
+    resolve_key_map,
+)
 from ._transformers import TRANSFORMERS_MODEL_TYPES, read_transformers_config, transformers_spec
 
 __all__ = [
+    "OPERATIONS",
     "TRANSFORMERS_MODEL_TYPES",
+    "AppliedTransform",
     "KeyMap",
+    "KeyMapSource",
     "MappedStateDict",
+    "Rule",
+    "Transform",
+    "apply_key_map",
     "convert_state_dict",
+    "export_state_dict",
     "key_map",
+    "key_map_from_dict",
+    "key_map_schema",
     "known_key_maps",
+    "read_key_map",
     "read_transformers_config",
+    "resolve_key_map",
     "transformers_spec",
 ]
 
 _KEY_MAPS = Path(__file__).resolve().parent / "key_maps"
 
 
-@dataclass(frozen=True)
-class KeyMap:
-    architecture: str
-    source: str
-    rules: tuple[tuple[re.Pattern[str], str], ...]
-    drop: tuple[re.Pattern[str], ...] = ()
-
-    def target_key(self, key: str) -> str | None:
-        """The key in this package's model, or None when the key is dropped."""
-        if any(p.search(key) for p in self.drop):
-            return None
-        for pattern, replacement in self.rules:
-            if pattern.search(key):
-                return pattern.sub(replacement, key)
-        raise CheckpointError(
-            f"{self.source} key {key!r} matches no rule of the {self.architecture} key map"
-        )
-
-
-@dataclass
-class MappedStateDict:
-    state_dict: dict[str, torch.Tensor]
-    renamed: dict[str, str] = field(default_factory=dict)  # source key -> target key
-    dropped: list[str] = field(default_factory=list)
-
-
 def known_key_maps(source: str = "torchvision") -> list[str]:
+    """The architectures with a key map shipped for ``source`` (``torchvision``,
+    ``pytorchvideo``; ``transformers``: model types)."""
     return sorted(p.stem for p in (_KEY_MAPS / source).glob("*.yaml"))
 
 
 def key_map(architecture: str, source: str = "torchvision") -> KeyMap:
+    """The key map shipped with the package for ``source``'s ``architecture``::
+
+    km = key_map("r3d_18", "torchvision")
+    """
     path = _KEY_MAPS / source / f"{architecture}.yaml"
     if not path.is_file():
         known = known_key_maps(source)
@@ -83,35 +86,24 @@ def key_map(architecture: str, source: str = "torchvision") -> KeyMap:
             f"no {source} key map for {architecture!r}; known: {', '.join(known) or 'none'}"
             + (f" (did you mean {near[0]}?)" if near else "")
         )
-    raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return KeyMap(
-        architecture=raw["architecture"],
-        source=raw["source"],
-        rules=tuple((re.compile(r["match"]), r["replace"]) for r in raw.get("rules", [])),
-        drop=tuple(re.compile(p) for p in raw.get("drop", [])),
-    )
+    return read_key_map(path)
 
 
 def convert_state_dict(
     architecture: str, state_dict: Mapping[str, torch.Tensor], source: str = "torchvision"
 ) -> MappedStateDict:
-    """Rename ``state_dict``'s keys to those of the spec ``architecture`` by its rule file."""
+    """``state_dict`` mapped by the shipped key map of ``source``'s ``architecture``; refused
+    (``KeyMapError``) when a source key is covered by no transform, rule or drop::
+
+        mapped = convert_state_dict("r3d_18", torchvision_model.state_dict())
+    """
     rules = key_map(architecture, source)
-    out = MappedStateDict({})
-    for key, tensor in state_dict.items():
-        target = rules.target_key(key)
-        if target is None:
-            out.dropped.append(key)
-            continue
-        if target in out.state_dict:
-            raise CheckpointError(
-                f"{source} keys {_source_of(out, target)!r} and {key!r} both map to {target!r}"
-            )
-        out.state_dict[target] = tensor
-        if target != key:
-            out.renamed[key] = target
-    return out
-
-
-def _source_of(mapped: MappedStateDict, target: str) -> str:
-    return next((s for s, t in mapped.renamed.items() if t == target), target)
+    mapped = apply_key_map(rules, state_dict)
+    if mapped.unmapped:
+        shown = ", ".join(repr(k) for k in mapped.unmapped[:5])
+        more = f" and {len(mapped.unmapped) - 5} more" if len(mapped.unmapped) > 5 else ""
+        raise KeyMapError(
+            f"{source} keys {shown}{more} match no rule of the {architecture} key map "
+            f"({rules.origin})"
+        )
+    return mapped
