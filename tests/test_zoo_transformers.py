@@ -34,8 +34,15 @@ from transformers import (
 from video_interpreter import CheckpointError, build_model, load_model
 from video_interpreter.checkpoint import import_transformers
 from video_interpreter.cli import main
+from video_interpreter.errors import KeyMapError
 from video_interpreter.spec import load_spec
-from video_interpreter.zoo import TRANSFORMERS_MODEL_TYPES, convert_state_dict, transformers_spec
+from video_interpreter.zoo import (
+    TRANSFORMERS_MODEL_TYPES,
+    convert_state_dict,
+    export_state_dict,
+    key_map,
+    transformers_spec,
+)
 
 Factory = Callable[..., tuple[PreTrainedConfig, type[PreTrainedModel]]]
 
@@ -255,6 +262,27 @@ def test_v_jepa_2s_predictor_is_dropped_and_reported(tmp_path: Path) -> None:
     _, report = import_transformers(tmp_path / "hf", tmp_path / "ours.pth")
     assert report.dropped
     assert all(key.startswith("vjepa2.predictor.") for key in report.dropped)
+
+
+@pytest.mark.parametrize("model_type", ["timesformer", "videomae", "vivit"])
+def test_a_converted_model_exports_back_to_the_files_names_bit_for_bit(
+    model_type: str, tmp_path: Path
+) -> None:
+    factory, small, _ = CONFIGS[model_type]
+    reference(factory, **small).save_pretrained(tmp_path / "hf")
+    saved, _ = import_transformers(tmp_path / "hf", tmp_path / "ours.safetensors")
+    exported = export_state_dict(load_model(saved.path), key_map(model_type, "transformers"))
+    written = load_file(tmp_path / "hf" / "model.safetensors")
+    assert sorted(exported) == sorted(written)
+    for key, tensor in written.items():
+        assert torch.equal(exported[key], tensor), key
+
+
+def test_v_jepa_2_does_not_export_back_without_its_predictor() -> None:
+    with pytest.raises(KeyMapError, match=r"drop .*vjepa2.*predictor.* discards source tensors"):
+        export_state_dict(
+            build_model("vjepa2_vitl", device="meta"), key_map("vjepa2", "transformers")
+        )
 
 
 # -- refusals -----------------------------------------------------------------------------------
