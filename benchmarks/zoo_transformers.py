@@ -61,6 +61,7 @@ REDUCED: dict[str, dict[str, Any]] = {
     "vivit": {"num_frames": 8, "image_size": 112},
     "vjepa2": {"frames_per_clip": 8, "crop_size": 112},
 }
+LABELS: dict[str, Any] = {"num_labels": 400}
 THREADS = 2
 
 
@@ -107,9 +108,10 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 
 def sizes(model_type: str, runs: int) -> list[str]:
     config_cls, model_cls, spec = MODELS[model_type]
-    config = config_cls(num_labels=400)
+    config = config_cls(**LABELS)
     with torch.device("meta"):
-        reference = model_cls(config).eval()
+        reference = model_cls(config)
+    nn.Module.eval(reference)
     ours = build_model(spec, device="meta").eval()
     t, c, h, w = reference_clip_shape(config)
     ours_macs = gmacs(ours, torch.empty(1, c, t, h, w, device="meta"))
@@ -134,9 +136,10 @@ def sizes(model_type: str, runs: int) -> list[str]:
 
 def forward(model_type: str, runs: int) -> list[str]:
     config_cls, model_cls, _ = MODELS[model_type]
-    config = config_cls(num_labels=400, **REDUCED[model_type])
+    config = config_cls(**LABELS, **REDUCED[model_type])
     torch.manual_seed(0)
-    reference = model_cls(config).eval()
+    reference = model_cls(config)
+    nn.Module.eval(reference)
     with tempfile.TemporaryDirectory() as folder:
         reference.save_pretrained(Path(folder) / "hf")
         saved, _ = import_transformers(Path(folder) / "hf", Path(folder) / "ours.safetensors")
