@@ -283,6 +283,7 @@ def vit_block(draw: Draw) -> Case:
         "qkv_bias": draw(st.sampled_from(["all", "qv", "none"])),
         "mlp_dim": draw(st.one_of(st.none(), ints(1, 9))),
         "activation": draw(st.sampled_from(["gelu", "gelu_tanh", "quick_gelu", "relu", "silu"])),
+        "drop_path": draw(st.sampled_from([0.0, 0.5])),
     }
     return params, draw(TOKENS_ANY)
 

@@ -133,6 +133,7 @@ CONFIGS: dict[str, tuple[Factory, dict[str, Any], dict[str, Any]]] = {
             "frames_per_clip": 6,
             "tubelet_size": 3,
             "num_pooler_layers": 2,
+            "drop_path_rate": 0.1,
         },
     ),
 }
@@ -197,6 +198,15 @@ def test_another_size_of_each_model_type_converts_with_its_outputs(
 def test_timesformer_with_joint_attention_converts(tmp_path: Path) -> None:
     factory, small, _ = CONFIGS["timesformer"]
     check_converted(reference(factory, **small, attention_type="joint_space_time"), tmp_path)
+
+
+def test_stochastic_depth_rises_linearly_over_the_blocks() -> None:
+    config = {"model_type": "timesformer", "num_hidden_layers": 3, "drop_path_rate": 0.2}
+    blocks = transformers_spec(config)["backbone"][4]
+    assert blocks["type"] == "Sequential"
+    assert [layer["drop_path"] for layer in blocks["layers"]] == [0.0, 0.1, 0.2]
+    model = build_model(transformers_spec(config), device="meta")
+    assert model.get_submodule("backbone.blocks.2").drop_path == 0.2
 
 
 def test_a_live_models_state_dict_names_import_too() -> None:
@@ -325,8 +335,8 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
             r"hidden_size=30",
         ),
         (
-            {"model_type": "vjepa2", "drop_path_rate": 0.1},
-            r"drop_path_rate=0.1 is not supported for vjepa2; supported: 0",
+            {"model_type": "vjepa2", "drop_path_rate": 1.5},
+            r"drop_path_rate=1.5 is not supported for vjepa2; supported: a number from 0 to 1",
         ),
         (
             {"model_type": "vivit", "num_frames": 1},

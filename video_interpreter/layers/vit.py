@@ -34,6 +34,7 @@ from torch import nn
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, enum
 from ._registry import register_layer
 from ._types import Layout, SampleType, ShapeError, features, tokens, vector
+from .mvit import drop_path_branch
 from .transformer import check_heads
 
 __all__ = [
@@ -280,6 +281,11 @@ def _block_type(
         "norm_eps": POSITIVE_NUMBER,
         "dropout": PROBABILITY,
         "attention_dropout": PROBABILITY,
+        "drop_path": {
+            **PROBABILITY,
+            "description": "stochastic depth: the chance a sample skips each residual branch "
+            "in training",
+        },
     },
     infer={"dim": features, "grid": _grid_of},
     accepts=_TOKENS,
@@ -309,8 +315,10 @@ class ViTBlock(nn.Module):
         norm_eps: float = 1e-6,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        self.drop_path = drop_path
         on_grid = None if grid is None else (int(grid[0]), int(grid[1]), int(grid[2]))
         if (attention == "divided" or rotary) and on_grid is None:
             raise ValueError(
@@ -334,7 +342,11 @@ class ViTBlock(nn.Module):
         self.mlp = ViTMLP(dim, mlp_dim or 4 * dim, activation, dropout)
 
     def extra_repr(self) -> str:
-        return f"attention={self.attention}" + (f", grid={self.grid}" if self.grid else "")
+        grid = f", grid={self.grid}" if self.grid else ""
+        return f"attention={self.attention}{grid}, drop_path={self.drop_path:g}"
+
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path_branch(x, self.drop_path, self.training)
 
     def _divided(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1 + T*S, D)
         assert self.grid is not None
@@ -343,21 +355,24 @@ class ViTBlock(nn.Module):
         cls, grid_tokens = x[:, :1], x[:, 1:]
         # Time: each spatial position attends over its T frames.
         seq = grid_tokens.reshape(b, t, s, d).transpose(1, 2).reshape(b * s, t, d)
-        update = self.attn_time(self.norm_time(seq))
+        update = self._branch(self.attn_time(self.norm_time(seq)))
         update = update.reshape(b, s, t, d).transpose(1, 2).reshape(b, t * s, d)
         grid_tokens = grid_tokens + self.time_proj(update)
         # Space: each frame's tokens and a copy of the class token attend to each other.
         frames = grid_tokens.reshape(b * t, s, d)
         frame_cls = cls.expand(b, t, d).reshape(b * t, 1, d)
-        update = self.attn(self.norm1(torch.cat((frame_cls, frames), dim=1)))
+        update = self._branch(self.attn(self.norm1(torch.cat((frame_cls, frames), dim=1))))
         cls_update = update[:, 0].reshape(b, t, d).mean(dim=1, keepdim=True)
         return torch.cat((cls + cls_update, grid_tokens + update[:, 1:].reshape(b, t * s, d)), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D)
         if x.dim() != 3:
             raise ValueError(f"expects tokens (B, L, D), got {tuple(x.shape)}")
-        x = self._divided(x) if self.attention == "divided" else x + self.attn(self.norm1(x))
-        out: torch.Tensor = x + self.mlp(self.norm2(x))
+        if self.attention == "divided":
+            x = self._divided(x)
+        else:
+            x = x + self._branch(self.attn(self.norm1(x)))
+        out: torch.Tensor = x + self._branch(self.mlp(self.norm2(x)))
         return out
 
 

@@ -116,11 +116,11 @@ class _Config:
             raise self.refuse(key, ", ".join(sorted(_ACTIVATIONS)))
         return _ACTIVATIONS[value]
 
-    def no_stochastic_depth(self, key: str = "drop_path_rate") -> None:
-        if self[key] not in (0, 0.0):
-            raise self.refuse(
-                key, "0 (stochastic depth acts in training only; set it to 0 to convert)"
-            )
+    def probability(self, key: str) -> float:
+        value = self.number(key)
+        if value > 1:
+            raise self.refuse(key, "a number from 0 to 1")
+        return value
 
     def num_labels(self) -> int:
         labels = self.raw.get("id2label")
@@ -265,8 +265,17 @@ def _dropouts(c: _Config, hidden: str | None, attention: str) -> dict[str, float
     return {key: rate for key, rate in rates.items() if rate}
 
 
-def _blocks(times: int, block: Node, name: str = "blocks") -> Node:
-    return {"name": name, "type": "Repeat", "times": times, "layer": block}
+def _blocks(times: int, block: Node, name: str = "blocks", drop_path: float = 0.0) -> Node:
+    """``times`` copies of ``block``; with stochastic depth, rising linearly from 0 in the first
+    block to ``drop_path`` in the last (as TimeSformer and V-JEPA 2 set it), one node each."""
+    if not drop_path:
+        return {"name": name, "type": "Repeat", "times": times, "layer": block}
+    rates = [drop_path * i / (times - 1) if times > 1 else 0.0 for i in range(times)]
+    return {
+        "name": name,
+        "type": "Sequential",
+        "layers": [{**block, "drop_path": r} for r in rates],
+    }
 
 
 def _describe(what: str, c: _Config, width: int, heads: int, clip: str) -> str:
@@ -317,7 +326,6 @@ def _videomae(c: _Config) -> Spec:
 
 def _timesformer(c: _Config) -> Spec:
     attention = c.one_of("attention_type", "divided_space_time", "joint_space_time")
-    c.no_stochastic_depth()
     width, heads = _heads_divide(c)
     # TimeSformer's layers compute the patch grid as image_size // patch_size: integers only.
     for key in ("image_size", "patch_size"):
@@ -340,7 +348,7 @@ def _timesformer(c: _Config) -> Spec:
         *_tokens(width, (1, patch, patch), per_frame=True),
         {"name": "cls", "type": "AddClassToken"},
         {"name": "pos", "type": "SpaceTimePositions"},
-        _blocks(c.integer("num_hidden_layers"), block),
+        _blocks(c.integer("num_hidden_layers"), block, drop_path=c.probability("drop_path_rate")),
         {"name": "norm", "type": "LayerNorm", "eps": c.number("layer_norm_eps")},
     ]
     return _spec(
@@ -397,7 +405,6 @@ def _vivit(c: _Config) -> Spec:
 
 
 def _vjepa2(c: _Config) -> Spec:
-    c.no_stochastic_depth()
     width, heads = _heads_divide(c)
     for key in ("patch_size", "crop_size"):
         if not isinstance(c[key], int) or isinstance(c[key], bool):
@@ -430,7 +437,7 @@ def _vjepa2(c: _Config) -> Spec:
     }
     backbone = [
         *_tokens(width, (tubelet, patch, patch)),
-        _blocks(c.integer("num_hidden_layers"), block),
+        _blocks(c.integer("num_hidden_layers"), block, drop_path=c.probability("drop_path_rate")),
         {"name": "norm", "type": "LayerNorm", "eps": eps},
     ]
     pooler_layers = c.integer("num_pooler_layers", minimum=0)
