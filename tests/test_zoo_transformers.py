@@ -343,6 +343,14 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
             r"the clip 1x224x224 is smaller than one patch \[2, 16, 16\]",
         ),
         ({"model_type": "vivit", "id2label": {}}, r"0 labels; a video classifier needs"),
+        (
+            {"model_type": "videomae", "hidden_dropout_prob": 2},
+            r"hidden_dropout_prob=2 is not supported for videomae; supported: a number from 0 to 1",
+        ),
+        (
+            {"model_type": "vivit", "tubelet_size": 16},
+            r"tubelet_size=16 is not supported for vivit; supported: a list of three integers",
+        ),
     ],
 )
 def test_unsupported_config_values_are_refused_by_name(

@@ -259,8 +259,8 @@ def _tokens(width: int, tubelet: tuple[int, int, int], *, per_frame: bool = Fals
 def _dropouts(c: _Config, hidden: str | None, attention: str) -> dict[str, float]:
     """The block's dropout rates, left out where zero (they act in training only)."""
     rates = {
-        "dropout": c.number(hidden) if hidden else 0.0,
-        "attention_dropout": c.number(attention),
+        "dropout": c.probability(hidden) if hidden else 0.0,
+        "attention_dropout": c.probability(attention),
     }
     return {key: rate for key, rate in rates.items() if rate}
 
