@@ -125,7 +125,7 @@ CONFIGS: dict[str, tuple[Factory, dict[str, Any], dict[str, Any]]] = {
         {**WIDTH, "crop_size": 32, "patch_size": 8, "frames_per_clip": 4, "num_pooler_layers": 1},
         {
             "hidden_size": 48,
-            "num_attention_heads": 2,
+            "num_attention_heads": 3,  # heads of 16: rotary thirds of 4, 4 channels unturned
             "num_hidden_layers": 3,
             "mlp_ratio": 2.5,
             "crop_size": 40,
