@@ -284,6 +284,33 @@ def swin_encoder(draw: Draw) -> Case:
     return params, draw(GRIDS)
 
 
+@st.composite
+def grid_tokens(draw: Draw, *, prefix: int | None = None) -> SampleType:
+    """Tokens on a known grid, with 0 or 1 class token in front (``prefix`` fixes it)."""
+    on = (draw(ints(1, 3)), draw(ints(1, 3)), draw(ints(1, 3)))
+    front = draw(st.sampled_from([0, 1])) if prefix is None else prefix
+    width = draw(st.sampled_from([6, 8, 12]))
+    return tokens(front + on[0] * on[1] * on[2], width, prefix=front, token_grid=on)
+
+
+TOKENS_ANY = st.one_of(SEQUENCES, grid_tokens())
+
+
+@st.composite
+def vit_block(draw: Draw) -> Case:
+    params: dict[str, Any] = {
+        "heads": draw(ints(1, 4)),
+        "attention": draw(st.sampled_from(["joint", "divided"])),
+        "rotary": draw(st.booleans()),
+        "fused_qkv": draw(st.booleans()),
+        "qkv_bias": draw(st.sampled_from(["all", "qv", "none"])),
+        "mlp_dim": draw(st.one_of(st.none(), ints(1, 9))),
+        "activation": draw(st.sampled_from(["gelu", "gelu_tanh", "quick_gelu", "relu", "silu"])),
+        "drop_path": draw(st.sampled_from([0.0, 0.5])),
+    }
+    return params, draw(TOKENS_ANY)
+
+
 def simple(params: st.SearchStrategy[dict[str, Any]], inputs: st.SearchStrategy[SampleType]) -> Any:
     return st.tuples(params, inputs)
 
@@ -453,10 +480,23 @@ CASES: dict[str, st.SearchStrategy[Any]] = {
         GRIDS,
     ),
     "TubeletEmbedding": simple(
-        st.fixed_dictionaries({"dim": ints(1, 8), "tubelet": triples(1, 4)}), CLIPS
+        st.fixed_dictionaries(
+            {"dim": ints(1, 8), "tubelet": triples(1, 4), "per_frame": st.booleans()}
+        ),
+        CLIPS,
     ),
     "Unit3d": factorised(),
     "WindowAttention3d": window_attention(),
+    "AddClassToken": simple(NOTHING, TOKENS_ANY),
+    "AttentionPool": simple(
+        st.fixed_dictionaries({"heads": ints(1, 4), "mlp_dim": st.one_of(st.none(), ints(1, 9))}),
+        TOKENS_ANY,
+    ),
+    "LearnedPositions": simple(NOTHING, TOKENS_ANY),
+    "QuickGELU": simple(NOTHING, ANY_TYPE),
+    "SinusoidalPositions": simple(NOTHING, TOKENS_ANY),
+    "SpaceTimePositions": simple(NOTHING, TOKENS_ANY),
+    "ViTBlock": vit_block(),
 }
 
 

@@ -70,6 +70,11 @@ REDUCED: dict[str, list[str]] = {
     "x3d_s": _SMALL_64,
     "x3d_m": _SMALL_64,
     "x3d_l": _SMALL_64,
+    "videomae_base": _SMALL,
+    "timesformer_base": _SMALL,
+    "vivit_b": _SMALL,
+    # 1 + 1 blocks of ViT-L's width instead of 24 + 3: exporting 300M parameters takes minutes.
+    "vjepa2_vitl": [*_SMALL, "backbone.2.times=1", "backbone.4.times=1"],
 }
 
 

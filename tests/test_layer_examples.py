@@ -27,6 +27,8 @@ from video_interpreter.model import initialize
 
 CLIP = clip(3, 4, 16, 16)
 TOKENS = grid(2, 4, 4, 16)
+ON_GRID = tokens(2 * 3 * 3, 12, token_grid=(2, 3, 3))
+WITH_CLASS = tokens(1 + 2 * 3 * 3, 12, prefix=1, token_grid=(2, 3, 3))
 CONV = {"out_channels": 8, "kernel_size": 3, "padding": 1}
 
 EXAMPLES: dict[str, tuple[dict[str, Any], SampleType | tuple[SampleType, ...]]] = {
@@ -124,6 +126,13 @@ EXAMPLES: dict[str, tuple[dict[str, Any], SampleType | tuple[SampleType, ...]]] 
     "TubeletEmbedding": ({"dim": 16, "tubelet": [2, 4, 4]}, CLIP),
     "Unit3d": ({"out_channels": 8, "kernel_size": 3}, CLIP),
     "WindowAttention3d": ({"heads": 2, "window_size": [2, 2, 2], "shift_size": [1, 1, 1]}, TOKENS),
+    "AddClassToken": ({}, ON_GRID),
+    "AttentionPool": ({"heads": 2, "mlp_dim": 24}, ON_GRID),
+    "LearnedPositions": ({}, WITH_CLASS),
+    "QuickGELU": ({}, CLIP),
+    "SinusoidalPositions": ({}, ON_GRID),
+    "SpaceTimePositions": ({}, WITH_CLASS),
+    "ViTBlock": ({"heads": 4, "attention": "divided", "fused_qkv": True}, WITH_CLASS),
 }
 
 

@@ -17,7 +17,7 @@ metadata in the header). Writes are atomic and hashed; reads never unpickle code
 
 from ._adapt import Adapt
 from ._atomic import sha256_file
-from ._convert import convert_checkpoint, import_state_dict
+from ._convert import convert_checkpoint, import_state_dict, import_transformers
 from ._format import FORMAT_VERSION
 from ._load import load_checkpoint, load_model, read_metadata, resume
 from ._report import (
@@ -45,6 +45,7 @@ __all__ = [
     "ShapeMismatch",
     "convert_checkpoint",
     "import_state_dict",
+    "import_transformers",
     "load_checkpoint",
     "load_model",
     "load_weights",

@@ -5,6 +5,7 @@ strictly into the architecture first, so a converted file is known to fit."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, overload
@@ -15,7 +16,16 @@ from ..errors import CheckpointError
 from ..layers import closest_names
 from ..model import build_meta, build_model
 from ..spec import ArchitectureSpec, SpecSource, find_spec_file
-from ..zoo import KeyMap, KeyMapSource, MappedStateDict, apply_key_map, key_map, resolve_key_map
+from ..zoo import (
+    KeyMap,
+    KeyMapSource,
+    MappedStateDict,
+    apply_key_map,
+    key_map,
+    read_transformers_config,
+    resolve_key_map,
+    transformers_spec,
+)
 from ._adapt import Adapt
 from ._load import architecture_of
 from ._precision import precision_dtype, storage_state_dict
@@ -25,7 +35,7 @@ from ._save import checkpoint_format, save_model, write_checkpoint
 from ._types import SavedCheckpoint
 from ._weights import apply_weights
 
-__all__ = ["convert_checkpoint", "import_state_dict"]
+__all__ = ["convert_checkpoint", "import_state_dict", "import_transformers"]
 
 
 @overload
@@ -295,4 +305,74 @@ def _refuse_misfits(
         "every source tensor must be mapped or dropped, every model tensor filled: add "
         "transforms, rules or drop entries to the key map",
         headline="the key map leaves tensors over or shapes that differ",
+    )
+
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _transformers_weights(directory: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of a ``save_pretrained`` directory (one file, or shards listed by an
+    index), read safely (no unpickling of code), and the file it came from for messages."""
+    for name in _WEIGHT_FILES:
+        if (directory / name).is_file():
+            read = read_checkpoint(directory / name, map_location="cpu")
+            return dict(read.state_dict), name
+    for name in _SHARD_INDEXES:
+        index = directory / name
+        if not index.is_file():
+            continue
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{index} is not a readable shard index: {exc}") from exc
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            if Path(shard).name != shard:
+                raise CheckpointError(f"{index} names {shard!r}, outside the directory")
+            state.update(read_checkpoint(directory / shard, map_location="cpu").state_dict)
+        return state, name
+    raise CheckpointError(
+        f"{directory} holds no weights: expected one of "
+        f"{', '.join(_WEIGHT_FILES + _SHARD_INDEXES)} (as save_pretrained writes)"
+    )
+
+
+def import_transformers(
+    directory: PathLike, destination: PathLike, *, notes: str | None = None
+) -> tuple[SavedCheckpoint, LoadReport]:
+    """Convert a transformers video classifier saved with ``save_pretrained`` (``config.json``
+    and ``model.safetensors`` or ``pytorch_model.bin``) into a checkpoint of this package.
+
+    The spec is generated from ``config.json`` (``transformers_spec``), so any size of a
+    supported model type converts; the weights are renamed by the model type's key map and
+    loaded strictly (``import_state_dict``). Returns the saved file and the load report (renames
+    and dropped keys).
+
+    Example::
+
+        saved, report = import_transformers("videomae-base-finetuned-kinetics", "videomae.pth")
+        model = load_model(saved.path)   # takes (B, C, T, H, W) clips
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{folder} is not a directory; pass the folder save_pretrained wrote "
+            "(config.json and model.safetensors or pytorch_model.bin)"
+        )
+    config = read_transformers_config(folder)
+    spec = transformers_spec(config, where=str(folder / "config.json"))
+    state, weights_file = _transformers_weights(folder)
+    model_type = config["model_type"]
+    saved, report = import_state_dict(
+        spec,
+        state,
+        destination,
+        key_map=key_map(model_type, "transformers"),
+        notes=notes or f"imported from transformers {model_type} ({folder.name})",
+    )
+    return saved, dataclasses.replace(
+        report, source=f"{folder / weights_file} (transformers {model_type})"
     )

@@ -275,6 +275,10 @@ def _fill(
             if len(tensors) < len(model_state):  # what the source did not fill is still meta
                 unfilled = [k for k in model_state if k not in tensors]
                 fresh = list(dict.fromkeys([*fresh, *unfilled]))
+            # Non-persistent buffers (fixed position tables) are never in a state dict: their
+            # modules compute them once storage exists.
+            computed = [k for k, b in model.named_buffers() if b.is_meta and k not in model_state]
+            fresh = list(dict.fromkeys([*fresh, *computed]))
         else:
             model.load_state_dict(dict(to_load), strict=False)
         owners: dict[int, tuple[nn.Module, str]] = {}

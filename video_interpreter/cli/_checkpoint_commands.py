@@ -13,6 +13,7 @@ from ..checkpoint import (
     LoadReport,
     convert_checkpoint,
     import_state_dict,
+    import_transformers,
     read_metadata,
     sha256_file,
 )
@@ -20,7 +21,7 @@ from ._arguments import check_output_file, json_text
 
 __all__ = ["register"]
 
-_LIBRARIES = ("torchvision", "torchvision_image", "pytorchvideo")
+_LIBRARIES = ("torchvision", "torchvision_image", "pytorchvideo", "transformers")
 
 
 def register(commands: Any) -> None:
@@ -40,6 +41,8 @@ def register(commands: Any) -> None:
             "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
             "of ARCH (mapped by the zoo's key map, loaded strictly) as a checkpoint of the "
             "spec ARCH (torchvision_image: an image resnet18/resnet50, inflated with --adapt). "
+            "convert --from transformers DIR OUT: import a video classifier saved "
+            "with save_pretrained; its spec is generated from DIR/config.json. "
             "convert --key-map FILE [--spec SPEC] IN OUT: import any state dict "
             "through your own key map (renames and tensor transforms), into SPEC or the "
             "architecture the key map names. "
@@ -166,7 +169,21 @@ def _convert(args: argparse.Namespace) -> int:
         parser.error("--inflate says how --adapt inflates 2D kernels; add --adapt")
     if args.library and args.key_map:
         parser.error("give --from LIBRARY ARCH or --key-map FILE, not both")
-    if args.key_map:
+    if args.library == "transformers":
+        if len(args.paths) != 2:
+            parser.error(
+                "convert --from transformers takes DIR OUT (DIR: what save_pretrained wrote)"
+            )
+        if args.adapt:
+            parser.error(
+                "--adapt does not apply to --from transformers: convert DIR first, then adapt "
+                "the result (convert OUT NEW_OUT --spec NEW.yaml --adapt)"
+            )
+        source, destination = args.paths
+        check_output_file(Path(destination))
+        saved, report = import_transformers(source, destination)
+        _print_import(report, full=False)
+    elif args.key_map:
         if len(args.paths) != 2:
             parser.error("convert --key-map FILE takes IN OUT (and --spec SPEC if FILE names none)")
         source, destination = args.paths

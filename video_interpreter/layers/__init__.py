@@ -19,6 +19,7 @@ from . import (
     torch_nn,
     transformer,
     video_conv,
+    vit,
 )
 from ._builder import (
     NECK,
@@ -128,4 +129,5 @@ __all__ = [
     "triple",
     "vector",
     "video_conv",
+    "vit",
 ]

@@ -53,6 +53,7 @@ __all__ = [
     "MViTBlock",
     "MViTEncoder",
     "PoolingAttention",
+    "drop_path_branch",
     "pooled_grid",
 ]
 
@@ -103,7 +104,7 @@ def block_grids(
     return g, out
 
 
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def drop_path_branch(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop a whole residual branch per sample (identity at inference)."""
     if not training or p == 0.0:
         return x
@@ -442,8 +443,8 @@ class MViTBlock(nn.Module):
         if self.pool_skip:
             shortcut = self._pool_shortcut(shortcut)
         # The branches' outputs are fresh tensors no backward needs: add the shortcuts in place.
-        x = _drop_path(self.attn(normed), self.drop_path, self.training).add_(shortcut)
-        return _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training).add_(x)
+        x = drop_path_branch(self.attn(normed), self.drop_path, self.training).add_(shortcut)
+        return drop_path_branch(self.mlp(self.norm2(x)), self.drop_path, self.training).add_(x)
 
 
 class ClassTokenEmbedding(nn.Module):

@@ -34,8 +34,12 @@ def check_heads(dim: int, heads: int) -> None:
         )
 
 
-def _tubelet_type(x: SampleType, *, dim: int, tubelet: IntOrTriple, **_: Any) -> SampleType:
+def _tubelet_type(
+    x: SampleType, *, dim: int, tubelet: IntOrTriple, per_frame: bool, **_: Any
+) -> SampleType:
     size = as_triple(tubelet)
+    if per_frame and size[0] != 1:
+        raise ShapeError(f"per_frame patches are one frame deep; got a tubelet of {size[0]} frames")
     t, h, w = (n // k for n, k in zip(clip_grid(x), size, strict=True))
     if min(t, h, w) < 1:
         raise ShapeError(f"tubelet {list(size)} is larger than the input {list(clip_grid(x))}")
@@ -52,6 +56,11 @@ def _block_type(x: SampleType, *, heads: int, **_: Any) -> SampleType:
         "dim": POSITIVE_INT,
         "tubelet": triple(1),
         "position": {**enum("learned", "none"), "description": "learned positional embedding"},
+        "per_frame": {
+            **BOOL,
+            "description": "one Conv2d applied to every frame (a tubelet one frame deep), as "
+            "image patch embeddings are (TimeSformer)",
+        },
     },
     infer={"in_channels": channels, "input_grid": clip_grid},
     accepts=[Layout.CLIP],
@@ -59,7 +68,11 @@ def _block_type(x: SampleType, *, heads: int, **_: Any) -> SampleType:
 )
 class TubeletEmbedding(nn.Module):
     """Non-overlapping ``tT x tH x tW`` tubelets, each projected to ``dim``:
-    ``(C, T, H, W) -> (T/tT, H/tH, W/tW, dim)``, plus a learned positional embedding."""
+    ``(C, T, H, W) -> (T/tT, H/tH, W/tW, dim)``, plus a learned positional embedding.
+
+    ``proj`` is a Conv3d, or with ``per_frame`` a Conv2d run on every frame: the same map for a
+    tubelet one frame deep, with an image model's ``(D, C, tH, tW)`` weight.
+    """
 
     def __init__(
         self,
@@ -68,6 +81,7 @@ class TubeletEmbedding(nn.Module):
         dim: int,
         tubelet: IntOrTriple = (2, 16, 16),
         position: Literal["learned", "none"] = "learned",
+        per_frame: bool = False,
     ) -> None:
         super().__init__()
         size = as_triple(tubelet)
@@ -75,7 +89,13 @@ class TubeletEmbedding(nn.Module):
         if min(grid) < 1:
             raise ValueError(f"tubelet {list(size)} is larger than the input {list(input_grid)}")
         self.grid = (grid[0], grid[1], grid[2])
-        self.proj = nn.Conv3d(in_channels, dim, kernel_size=size, stride=size)
+        self.proj: nn.Conv2d | nn.Conv3d
+        if per_frame:
+            if size[0] != 1:
+                raise ValueError(f"per_frame patches are one frame deep; got tubelet {list(size)}")
+            self.proj = nn.Conv2d(in_channels, dim, kernel_size=size[1:], stride=size[1:])
+        else:
+            self.proj = nn.Conv3d(in_channels, dim, kernel_size=size, stride=size)
         self.position = nn.Parameter(torch.empty(1, *grid, dim)) if position == "learned" else None
         self.reset_parameters()
 
@@ -92,7 +112,13 @@ class TubeletEmbedding(nn.Module):
             nn.init.trunc_normal_(self.position, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
-        tokens: torch.Tensor = self.proj(x).permute(0, 2, 3, 4, 1)  # (B, T', H', W', D)
+        tokens: torch.Tensor
+        if isinstance(self.proj, nn.Conv2d):
+            b, c, t, h, w = x.shape
+            frames = self.proj(x.transpose(1, 2).reshape(b * t, c, h, w))  # (B*T, D, H', W')
+            tokens = frames.reshape(b, t, *frames.shape[1:]).permute(0, 1, 3, 4, 2)
+        else:
+            tokens = self.proj(x).permute(0, 2, 3, 4, 1)  # (B, T', H', W', D)
         if self.position is not None:
             tokens = tokens + self.position
         return tokens

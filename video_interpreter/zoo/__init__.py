@@ -15,7 +15,9 @@ says how each source tensor becomes a tensor of the spec ``architecture``::
 
 No per-architecture code: a new architecture is a new file, checked against
 ``key_map.schema.json``. Transforms with an inverse make a key map reversible
-(``export_state_dict``).
+(``export_state_dict``). For the transformers library the spec itself is generated from a
+checkpoint's ``config.json`` (``transformers_spec``) and the key map is per model type
+(``key_maps/transformers/videomae.yaml``).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from ._keymap import (
     read_key_map,
     resolve_key_map,
 )
+from ._transformers import TRANSFORMERS_MODEL_TYPES, read_transformers_config, transformers_spec
 
 __all__ = [
     "OPERATIONS",
+    "TRANSFORMERS_MODEL_TYPES",
     "AppliedTransform",
     "KeyMap",
     "KeyMapSource",
@@ -56,7 +60,9 @@ __all__ = [
     "key_map_schema",
     "known_key_maps",
     "read_key_map",
+    "read_transformers_config",
     "resolve_key_map",
+    "transformers_spec",
 ]
 
 _KEY_MAPS = Path(__file__).resolve().parent / "key_maps"
@@ -64,7 +70,7 @@ _KEY_MAPS = Path(__file__).resolve().parent / "key_maps"
 
 def known_key_maps(source: str = "torchvision") -> list[str]:
     """The architectures with a key map shipped for ``source`` (``torchvision``,
-    ``pytorchvideo``)."""
+    ``pytorchvideo``; ``transformers``: model types)."""
     return sorted(p.stem for p in (_KEY_MAPS / source).glob("*.yaml"))
 
 
