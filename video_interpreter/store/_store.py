@@ -23,7 +23,8 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,7 @@ from ..checkpoint import resume as resume_checkpoint
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
 from ..spec import ArchitectureSpec
+from ..tracking import TrackedSave, Tracker, TrackerWarning, make_bundle
 from ._lock import StoreLock
 from ._naming import (
     best_name,
@@ -91,7 +93,7 @@ _MODES = ("max", "min")
 
 EntryRef = Entry | str | os.PathLike[str]
 ProblemKind = Literal[
-    "missing", "changed", "unreadable", "untracked", "unknown", "leftover", "best"
+    "missing", "changed", "unreadable", "untracked", "unknown", "leftover", "best", "tracker"
 ]
 
 
@@ -131,6 +133,7 @@ class SyncReport:
     deleted_leftovers: list[str] = field(default_factory=list)
     problems: list[StoreProblem] = field(default_factory=list)
     rebuilt: str | None = None  # why the registry was rebuilt from the files, when it was
+    tracked: list[str] = field(default_factory=list)  # "file -> tracker" records replayed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +144,7 @@ class SyncReport:
             "restored": self.restored,
             "relinked": self.relinked,
             "deleted_leftovers": self.deleted_leftovers,
+            "tracked": self.tracked,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -233,7 +237,9 @@ class ModelStore:
 
     ``ModelStore(root)`` creates ``root`` and its registry unless ``create=False``, when a
     missing store is an error (what read-only commands want). See the package docstring for the
-    naming convention, best-model and retention rules.
+    naming convention, best-model and retention rules. ``trackers`` (``MLflowTracker``,
+    ``WandbTracker``) mirror every saved model after it is saved here; one that fails is
+    reported (``TrackerWarning``, ``tracker_errors``) and ``sync(trackers=True)`` replays it.
     """
 
     def __init__(
@@ -242,7 +248,10 @@ class ModelStore:
         *,
         create: bool = True,
         lock_timeout: float = 600.0,
+        trackers: Sequence[Tracker] = (),
     ) -> None:
+        self.trackers: tuple[Tracker, ...] = tuple(trackers)
+        self.tracker_errors: builtins.list[str] = []
         self.root = Path(root)
         if not self.root.is_dir():
             if self.root.exists():
@@ -329,7 +338,7 @@ class ModelStore:
                     f"{record.metric!r} with mode={record.mode!r} (other metrics can still be "
                     f"recorded in metrics=), or change the rule with store.set_monitor(...)"
                 )
-            return self._write(
+            entry = self._write(
                 model,
                 base,
                 kind="model",
@@ -343,6 +352,8 @@ class ModelStore:
                 metrics=values,
                 notes=notes,
             )
+        self._mirror(model, entry)
+        return entry
 
     def save_checkpoint(
         self,
@@ -544,7 +555,8 @@ class ModelStore:
                 self.best_path(name, version).unlink(missing_ok=True)
                 return None
             self._link_best(chosen)
-            return self.get(chosen.file)
+        self._move_tracked_best(name, version, chosen.file)
+        return self.get(chosen.file)
 
     def _choose_best(
         self,
@@ -866,7 +878,7 @@ class ModelStore:
             "untracked", file, "a store file the registry does not record; sync adopts it"
         )
 
-    def sync(self, *, accept_changed: bool = False) -> SyncReport:
+    def sync(self, *, accept_changed: bool = False, trackers: bool = False) -> SyncReport:
         """Reconcile the registry with the files, which are the source of truth.
 
         Rebuilds a missing or damaged registry from the files (``report.rebuilt`` says so),
@@ -875,7 +887,9 @@ class ModelStore:
         deletes leftovers of interrupted writes, re-chooses each best model (by the rule the
         registry or the files record) and copies it again to ``_best``. Any other file whose
         bytes changed since it was recorded stays refused (reported in ``problems``) unless
-        ``accept_changed``, which re-records it as it now is.
+        ``accept_changed``, which re-records it as it now is. With ``trackers``, then replays
+        to each of the store's trackers the saved models it lacks and moves its ``best``
+        aliases (``report.tracked``; failures are in ``problems``).
         """
         report = SyncReport()
         with self._lock:
@@ -909,6 +923,8 @@ class ModelStore:
             self._sync_adopt(adopt, report)
             self._sync_best(records, best_links, report)
             _fsync_dir(self.root)
+        if trackers:
+            self._sync_trackers(report)
         return report
 
     def _rebuild_registry_if_unusable(self) -> str | None:
@@ -1099,6 +1115,95 @@ class ModelStore:
         mode: Mode = "max" if holder.value >= max(values) else "min"
         return holder.metric, mode
 
+    # -- trackers -----------------------------------------------------------------------------
+    def tracked_save(self, entry: Entry) -> TrackedSave:
+        """What a tracker records of a saved model (the ranking rule from the registry)."""
+        mode: str | None = None
+        with self.registry.connect() as conn:
+            record = self.registry.best_record(conn, entry.name, entry.version)
+        if record is not None and record.metric == entry.metric:
+            mode = record.mode
+        return TrackedSave(
+            file=entry.file,
+            name=entry.name,
+            version=entry.version,
+            metric=entry.metric,
+            mode=mode,
+            metrics=dict(entry.metrics),
+            epoch=entry.epoch,
+            sha256=entry.sha256,
+            created=entry.created,
+            notes=entry.notes,
+            store=str(self.root),
+        )
+
+    def _tracker_failed(self, tracker: Tracker, file: str, exc: BaseException) -> str:
+        message = (
+            f"{file} is saved in {self.root}, but tracker {tracker.url} did not record it: "
+            f"{exc}; `video-interpreter models sync --root {self.root} --trackers ...` "
+            "replays what it lacks"
+        )
+        self.tracker_errors.append(message)
+        logger.error("%s", message)
+        warnings.warn(TrackerWarning(message), stacklevel=4)
+        return message
+
+    def _mirror(
+        self, model: nn.Module, entry: Entry, trackers: Sequence[Tracker] | None = None
+    ) -> builtins.list[tuple[Tracker, str]]:
+        """Send one saved model to ``trackers`` (default: all); returns each failure. Never
+        raises: the model is already saved here, whatever a tracker does."""
+        trackers = self.trackers if trackers is None else trackers
+        if not trackers or entry.kind != "model":
+            return []
+        failures: builtins.list[tuple[Tracker, str]] = []
+        save = self.tracked_save(entry)
+        try:
+            with make_bundle(_unwrapped(model), save) as bundle:
+                for tracker in trackers:
+                    try:
+                        tracker.log_save(save, bundle, is_best=entry.is_best)
+                    except Exception as exc:  # any failure of a sink: the save stands
+                        failures.append((tracker, self._tracker_failed(tracker, entry.file, exc)))
+        except Exception as exc:  # the artifacts could not even be written
+            failures.extend((t, self._tracker_failed(t, entry.file, exc)) for t in trackers)
+        return failures
+
+    def _move_tracked_best(self, name: str, version: str, file: str) -> None:
+        for tracker in self.trackers:
+            try:
+                tracker.set_best(name, version, file)
+            except Exception as exc:
+                self._tracker_failed(tracker, file, exc)
+
+    def _sync_trackers(self, report: SyncReport) -> None:
+        """Replay to each tracker the saved models it lacks, then point its ``best`` alias at
+        the store's best models."""
+        models = sorted(self.list(kind="model"), key=lambda e: e.created)
+        for entry in models:
+            save = self.tracked_save(entry)
+            missing: builtins.list[Tracker] = []
+            for tracker in self.trackers:
+                try:
+                    if not tracker.has(save):
+                        missing.append(tracker)
+                except Exception as exc:
+                    report.problems.append(StoreProblem("tracker", entry.file, str(exc)))
+            if not missing:
+                continue
+            failed = self._mirror(self.load(entry), entry, missing)
+            report.problems.extend(StoreProblem("tracker", entry.file, m) for _, m in failed)
+            failed_trackers = {id(t) for t, _ in failed}
+            report.tracked.extend(
+                f"{entry.file} -> {t.url}" for t in missing if id(t) not in failed_trackers
+            )
+        for best in self.bests():
+            for tracker in self.trackers:
+                try:
+                    tracker.set_best(best.name, best.version, best.file)
+                except Exception as exc:
+                    report.problems.append(StoreProblem("tracker", best.file, str(exc)))
+
     # -- the README table ---------------------------------------------------------------------
     def render_table(self) -> str:
         """The registry as the Markdown table of ``models/README.md``."""
@@ -1117,6 +1222,15 @@ class ModelStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"cannot write the registry table to {target}: {exc}") from exc
         return target
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The ``VideoInterpreter`` inside a DDP or torch.compile wrapper (summaries and diagrams
+    trace the model itself)."""
+    for candidate in (model, getattr(model, "module", None), getattr(model, "_orig_mod", None)):
+        if isinstance(candidate, VideoInterpreter):
+            return candidate
+    return model
 
 
 def _matches(entry: Entry, name: str | None, version: str | None) -> bool:
