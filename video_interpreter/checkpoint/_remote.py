@@ -79,7 +79,7 @@ def url_filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -
     if protocol in ("s3", "s3a") and "config_kwargs" not in options:
         options.update(_S3_DEFAULTS)
     try:
-        return fsspec.core.url_to_fs(url, **options)
+        fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
         package = _BACKENDS.get(protocol, f"the fsspec backend of {protocol}://")
         raise CheckpointError(
@@ -88,6 +88,7 @@ def url_filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -
         ) from exc
     except ValueError as exc:
         raise CheckpointError(f"{url}: not a URL fsspec can open ({exc})") from exc
+    return fs, str(path)
 
 
 def download(url: str, target: Path, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -104,13 +105,18 @@ def upload(
     *,
     exclusive: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    fs: Any = None,
 ) -> None:
     """Put ``source`` at ``url`` in one request. ``exclusive``: only if nothing is there
     (``FileExistsError`` otherwise); atomic where the store has conditional writes (S3's
-    If-None-Match), a check then a write elsewhere."""
-    fs, path = url_filesystem(url, storage_options)
+    If-None-Match), a check then a write elsewhere. ``fs``: the file system of ``url`` when
+    the caller has it open already."""
+    if fs is None:
+        fs, path = url_filesystem(url, storage_options)
+    else:
+        path = fs._strip_protocol(url)
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     try:
-        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         if exclusive and "s3" in protocols:
             fs.put_file(str(source), path, mode="create")
         elif exclusive:
@@ -122,7 +128,7 @@ def upload(
     except FileExistsError:
         raise
     except Exception as exc:
-        raise remote_failure(url, "uploading the checkpoint", exc) from exc
+        raise remote_failure(url, "uploading", exc) from exc
 
 
 def _check_reachable(uri: str) -> None:

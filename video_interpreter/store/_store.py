@@ -42,6 +42,7 @@ from ..checkpoint import (
     sha256_file,
 )
 from ..checkpoint import resume as resume_checkpoint
+from ..checkpoint._remote import is_url
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
 from ..spec import ArchitectureSpec
@@ -232,6 +233,34 @@ def _raw_metric(token: str, metrics: Mapping[str, float]) -> str:
     return matches[0] if len(matches) == 1 else token
 
 
+def _ranked_metrics(
+    metrics: Mapping[str, object], monitor: str, mode: str
+) -> tuple[dict[str, float], float]:
+    """The metrics of a saved model and the value of the one that names and ranks it."""
+    if mode not in _MODES:
+        raise StoreError(f"mode must be 'max' or 'min', got {mode!r}")
+    values = _metrics(metrics)
+    if monitor not in values:
+        available = ", ".join(sorted(values)) or "none"
+        raise StoreError(
+            f"monitored metric {monitor!r} is not among the metrics given ({available}); "
+            f"pass it in metrics= or monitor one of those"
+        )
+    clash = sorted(k for k in values if k != monitor and _same_token(k, monitor))
+    if clash:
+        raise StoreError(
+            f"metrics {monitor!r} and {clash[0]!r} would both be written "
+            f"{sanitize_metric(monitor)!r} in the file name; rename one"
+        )
+    value = values[monitor]
+    if not math.isfinite(value):
+        raise StoreError(
+            f"metric {monitor!r} is {value}; a model cannot be named or ranked by a "
+            "non-finite value (save_checkpoint keeps the weights without ranking them)"
+        )
+    return values, value
+
+
 class ModelStore:
     """A directory of saved models and training checkpoints, indexed by a SQLite registry.
 
@@ -242,6 +271,15 @@ class ModelStore:
     reported (``TrackerWarning``, ``tracker_errors``) and ``sync(trackers=True)`` replays it.
     """
 
+    def __new__(cls, root: str | os.PathLike[str] = DEFAULT_ROOT, **options: Any) -> ModelStore:
+        # A URL root (s3://bucket/prefix, any fsspec URL) is a store on an object store: same
+        # interface, a commit protocol without rename or locks (see ``_remote``).
+        if cls is ModelStore and is_url(root):
+            from ._remote import RemoteModelStore
+
+            return super().__new__(RemoteModelStore)
+        return super().__new__(cls)
+
     def __init__(
         self,
         root: str | os.PathLike[str] = DEFAULT_ROOT,
@@ -249,7 +287,12 @@ class ModelStore:
         create: bool = True,
         lock_timeout: float = 600.0,
         trackers: Sequence[Tracker] = (),
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
+        if storage_options:
+            raise StoreError(
+                f"storage_options apply to a store behind a URL (s3://...); {root} is a directory"
+            )
         self.trackers: tuple[Tracker, ...] = tuple(trackers)
         self.tracker_errors: builtins.list[str] = []
         self.root = Path(root)
@@ -279,7 +322,12 @@ class ModelStore:
                     self.registry.create()
 
     def __repr__(self) -> str:
-        return f"ModelStore({str(self.root)!r})"
+        return f"ModelStore({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as users name it: its directory, or its URL."""
+        return str(self.root)
 
     # -- saving -------------------------------------------------------------------------------
     def save(
@@ -304,27 +352,7 @@ class ModelStore:
         better; ``"min"``: lower), and ``{name}_{version}_best.pth`` then points at it. A name
         already taken gets ``-2``, ``-3``... (``on_conflict="error"`` refuses instead).
         """
-        if mode not in _MODES:
-            raise StoreError(f"mode must be 'max' or 'min', got {mode!r}")
-        values = _metrics(metrics)
-        if monitor not in values:
-            available = ", ".join(sorted(values)) or "none"
-            raise StoreError(
-                f"monitored metric {monitor!r} is not among the metrics given ({available}); "
-                f"pass it in metrics= or monitor one of those"
-            )
-        clash = sorted(k for k in values if k != monitor and _same_token(k, monitor))
-        if clash:
-            raise StoreError(
-                f"metrics {monitor!r} and {clash[0]!r} would both be written "
-                f"{sanitize_metric(monitor)!r} in the file name; rename one"
-            )
-        value = values[monitor]
-        if not math.isfinite(value):
-            raise StoreError(
-                f"metric {monitor!r} is {value}; a model cannot be named or ranked by a "
-                "non-finite value (save_checkpoint keeps the weights without ranking them)"
-            )
+        values, value = _ranked_metrics(metrics, monitor, mode)
         spec = _spec_of(model)
         base = model_name(spec.name, spec.version, monitor, value)
         with self._lock:
@@ -525,8 +553,7 @@ class ModelStore:
         candidates = [e for e in self.bests() if _matches(e, name, version)]
         if len(candidates) == 1:
             return candidates[0]
-        with self.registry.connect() as conn:
-            known = sorted({(e.name, e.version) for e in self.registry.entries(conn)})
+        known = sorted({(e.name, e.version) for e in self.list()})
         listing = ", ".join(f"{n} {v}" for n, v in known) or "none"
         if not candidates:
             raise StoreError(
@@ -748,21 +775,8 @@ class ModelStore:
         ``keep_last``. Saved models and training checkpoints are counted separately; ``kind``
         restricts pruning to one of them. With ``dry_run`` nothing is removed.
         """
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            raise StoreError(f"keep_last must be an integer >= 0, got {keep_last!r}")
         with self._lock:
-            groups: dict[tuple[str, str, str], builtins.list[Entry]] = {}
-            for entry in self.find(name, version, kind=kind):
-                groups.setdefault((entry.name, entry.version, entry.kind), []).append(entry)
-            removed: builtins.list[Entry] = []
-            kept: builtins.list[Entry] = []
-            for entries in groups.values():  # already in retention order
-                cut = len(entries) - keep_last
-                for index, entry in enumerate(entries):
-                    if index >= cut or entry.is_best or entry.pinned:
-                        kept.append(entry)
-                    else:
-                        removed.append(entry)
+            removed, kept = self._prune_plan(keep_last, name, version, kind)
             if not dry_run and removed:
                 # Rows first: a crash after this leaves unrecorded files, which sync adopts
                 # again, never records of files that are gone.
@@ -775,6 +789,26 @@ class ModelStore:
                 _fsync_dir(self.root)
                 logger.info("pruned %d files from %s", len(removed), self.root)
         return PruneResult(tuple(removed), tuple(kept), dry_run)
+
+    def _prune_plan(
+        self, keep_last: int, name: str | None, version: str | None, kind: EntryKind | None
+    ) -> tuple[builtins.list[Entry], builtins.list[Entry]]:
+        """What ``prune`` removes and keeps (see ``prune``)."""
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise StoreError(f"keep_last must be an integer >= 0, got {keep_last!r}")
+        groups: dict[tuple[str, str, str], builtins.list[Entry]] = {}
+        for entry in self.find(name, version, kind=kind):
+            groups.setdefault((entry.name, entry.version, entry.kind), []).append(entry)
+        removed: builtins.list[Entry] = []
+        kept: builtins.list[Entry] = []
+        for entries in groups.values():  # already in retention order
+            cut = len(entries) - keep_last
+            for index, entry in enumerate(entries):
+                if index >= cut or entry.is_best or entry.pinned:
+                    kept.append(entry)
+                else:
+                    removed.append(entry)
+        return removed, kept
 
     # -- consistency --------------------------------------------------------------------------
     def _store_files(self) -> builtins.list[str]:
@@ -1134,13 +1168,13 @@ class ModelStore:
             sha256=entry.sha256,
             created=entry.created,
             notes=entry.notes,
-            store=str(self.root),
+            store=self.location,
         )
 
     def _tracker_failed(self, tracker: Tracker, file: str, exc: BaseException) -> str:
         message = (
-            f"{file} is saved in {self.root}, but tracker {tracker.url} did not record it: "
-            f"{exc}; `video-interpreter models sync --root {self.root} --trackers ...` "
+            f"{file} is saved in {self.location}, but tracker {tracker.url} did not record it: "
+            f"{exc}; `video-interpreter models sync --root {self.location} --trackers ...` "
             "replays what it lacks"
         )
         self.tracker_errors.append(message)

@@ -96,7 +96,7 @@ def read_offline_artifacts(directory: str | Path) -> list[OfflineArtifact]:
     found: list[OfflineArtifact] = []
     for log in sorted(Path(directory).glob("wandb/offline-run-*/run-*.wandb")):
         for raw in _records(log.read_bytes()):
-            record = wandb_internal_pb2.Record()
+            record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
             try:
                 record.ParseFromString(raw)
             except Exception:  # a torn record at the end of a killed run's log
