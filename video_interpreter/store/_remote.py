@@ -779,10 +779,20 @@ class RemoteModelStore(ModelStore):
                 )
         recorded = {e.file for e in self._all_entries()}
         unrecorded = sorted(f for f in files if f not in recorded and parse_name(f) is not None)
+        rows: builtins.list[tuple[tuple[str, int, str], RegistryRow]] = []
         for file in unrecorded:
             parsed = parse_name(file)
-            if parsed is not None and parsed.kind != "best":
-                self._adopt(file, report, replace=False)
+            if parsed is None or parsed.kind == "best":
+                continue
+            row = self._file_row(file, report)
+            if row is not None:
+                rows.append(((row.created, parsed.duplicate, file), row))
+        for _, row in sorted(rows, key=lambda item: item[0]):  # in save order: ties stay fair
+            try:
+                self._write_json(f"{_ENTRIES}/{row.file}.json", self._manifest(row), exclusive=True)
+            except FileExistsError:
+                continue  # a slow save committed it meanwhile
+            report.adopted.append(row.file)
         self._sync_rules(report)
         for name, version in sorted({(e.name, e.version) for e in self.list(kind="model")}):
             if self._refresh_best(name, version) or self._stale_copy(name, version):
@@ -812,17 +822,27 @@ class RemoteModelStore(ModelStore):
         )
         return True
 
-    def _adopt(self, file: str, report: SyncReport, *, replace: bool) -> None:
+    def _file_row(self, file: str, report: SyncReport) -> RegistryRow | None:
+        """The manifest row of a store file, from its bytes and embedded metadata."""
         try:
             with self._downloaded(file) as local:
-                row = self._row(
-                    file, read_metadata(local), sha256_file(local), local.stat().st_size
-                )
+                size = local.stat().st_size
+                return self._row(file, read_metadata(local), sha256_file(local), size)
         except VideoInterpreterError as exc:
             report.problems.append(StoreProblem("unreadable", file, f"not adopted: {exc}"))
+            return None
+
+    def _adopt(self, file: str, report: SyncReport, *, replace: bool) -> None:
+        row = self._file_row(file, report)
+        if row is None:
             return
+        manifest = self._manifest(row)
+        if replace:  # re-recorded as it is now, keeping its pin and its place in save order
+            with contextlib.suppress(ValueError):
+                old = self._read_json(f"{_ENTRIES}/{file}.json") or {}
+                manifest.update({k: old[k] for k in ("pinned", "saved_ns") if k in old})
         try:
-            self._write_json(f"{_ENTRIES}/{file}.json", self._manifest(row), exclusive=not replace)
+            self._write_json(f"{_ENTRIES}/{file}.json", manifest, exclusive=not replace)
         except FileExistsError:
             return  # a slow save committed it meanwhile
         (report.updated if replace else report.adopted).append(file)
