@@ -112,10 +112,16 @@ def files_in(store: ModelStore) -> list[str]:
     return [name for name in Files(store).names() if name.endswith(".pth")]
 
 
-def flip_byte(files: Files, file: str, offset: int | None = None) -> None:
-    data = bytearray(files.read(file))
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
     at = len(data) // 2 if offset is None else offset
     data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def flip_stored_byte(files: Files, file: str) -> None:
+    data = bytearray(files.read(file))
+    data[len(data) // 2] ^= 0xFF
     files.write(file, bytes(data))
 
 
@@ -483,7 +489,7 @@ def test_a_tampered_file_is_reported_and_refused(store: ModelStore) -> None:
     entry = store.save(tiny_model(), metrics={"acc": 0.5})
     store.save(tiny_model(), metrics={"acc": 0.4})
     files = Files(store)
-    flip_byte(files, entry.file)
+    flip_stored_byte(files, entry.file)
     actual = files.sha256(entry.file)
     problems = store.verify()
     assert [(p.kind, p.file) for p in problems] == [("changed", entry.file)]

@@ -11,6 +11,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from video_interpreter.checkpoint import load_model, save_model
 from video_interpreter.cli import main
 from video_interpreter.errors import CheckpointError, StoreError
 from video_interpreter.model import VideoInterpreter, build_model
-from video_interpreter.store import ModelStore
+from video_interpreter.store import ModelStore, RemoteModelStore
 
 from .conftest import tiny_spec
 
@@ -39,7 +40,8 @@ def free_port() -> int:
 
 def outputs(model: VideoInterpreter, clip: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return model.eval()(clip)["action"]
+        result: torch.Tensor = model.eval()(clip)["action"]
+    return result
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
@@ -56,6 +58,7 @@ def test_save_model_and_load_model_take_s3_urls(s3_bucket: str, suffix: str) -> 
 def test_the_registry_is_manifests_beside_the_files(s3_bucket: str) -> None:
     store = ModelStore(f"{s3_bucket}/models")
     entry = store.save(tiny_model(), metrics={"acc": 0.5})
+    assert isinstance(store, RemoteModelStore)
     fs = store.fs
     base = store.root.as_posix()
     manifest = json.loads(fs.cat_file(f"{base}/_registry/entries/{entry.file}.json"))
@@ -83,10 +86,11 @@ def test_a_file_without_its_manifest_is_invisible_until_sync_adopts_it(s3_bucket
     assert store.verify() == []
 
 
-def _save_forever(root: str, start: int) -> None:
+def _save_forever(root: str, start: int, saved_one: Any) -> None:
     store = ModelStore(root)
     for step in range(start, start + 1000):
         store.save(tiny_model(step), metrics={"acc": step / 1000})
+        saved_one.set()
 
 
 def test_a_save_killed_at_random_points_keeps_the_previous_best(s3_bucket: str) -> None:
@@ -96,11 +100,15 @@ def test_a_save_killed_at_random_points_keeps_the_previous_best(s3_bucket: str) 
     rng = random.Random(19)
     context = multiprocessing.get_context("fork")
     clip = torch.randn(1, 3, 4, 16, 16)
+    repaired = 0  # trials whose kill left something for sync to repair
     for trial in range(20):
         before = store.best()
-        child = context.Process(target=_save_forever, args=(root, (trial + 1) * 10))
+        saved_one = context.Event()
+        child = context.Process(target=_save_forever, args=(root, (trial + 1) * 10, saved_one))
         child.start()
-        time.sleep(rng.uniform(0.05, 0.8))
+        # Kill at a random point of a later save (the first one also pays for the start-up).
+        assert saved_one.wait(timeout=60)
+        time.sleep(rng.uniform(0.0, 0.4))
         os.kill(child.pid or 0, signal.SIGKILL)
         child.join()
         # Before any repair: the previous best (or a better one that committed) loads.
@@ -109,13 +117,14 @@ def test_a_save_killed_at_random_points_keeps_the_previous_best(s3_bucket: str) 
         assert before.value is not None
         assert best.value >= before.value
         store.load(before)
+        repaired += bool(store.verify(hashes=False))
         assert main(["models", "sync", "--root", root]) == 0
-        assert store.verify() == []
-        listed = store.list()
-        assert store.best() == max(listed, key=lambda e: e.value or 0.0)
-        assert torch.equal(
-            outputs(store.load(store.best()), clip), outputs(store.load(store.best().file), clip)
-        )
+        assert store.verify(hashes=False) == []  # sizes, manifests and the best copy's marker
+        best = store.best()
+        assert best == max(store.list(), key=lambda e: e.value or 0.0)
+        assert torch.equal(outputs(store.load(best), clip), outputs(store.load(best.file), clip))
+    print(f"{repaired} of 20 kills left a file without its manifest or a stale best copy")
+    assert repaired > 0  # the kills did land inside saves
 
 
 def _save_some(root: str, worker: int) -> None:

@@ -200,15 +200,21 @@ class RemoteModelStore(ModelStore):
 
     # -- registry: manifests and rules -----------------------------------------------------
     def _manifests(self) -> dict[str, dict[str, Any]]:
-        names = [n[: -len(".json")] for n in self._listing(_ENTRIES) if n.endswith(".json")]
+        keys = [
+            self._key(f"{_ENTRIES}/{n}") for n in self._listing(_ENTRIES) if n.endswith(".json")
+        ]
+        if not keys:
+            return {}
+        # One concurrent batch of reads (s3fs gathers them), not one round trip per entry.
+        raw = self._remote("reading the registry", self.fs.cat, keys, on_error="omit")
         out: dict[str, dict[str, Any]] = {}
-        for file in names:
+        for key, body in raw.items():
             try:
-                data = self._read_json(f"{_ENTRIES}/{file}.json")
+                data = json.loads(body)
             except ValueError:
                 continue  # unreadable: verify reports it, sync rebuilds it from the file
-            if data is not None:
-                out[file] = data
+            if isinstance(data, dict) and "file" in data:
+                out[str(data["file"])] = data
         return out
 
     def _rules(self) -> dict[tuple[str, str], dict[str, Any]]:
@@ -435,14 +441,17 @@ class RemoteModelStore(ModelStore):
                         ) from None
                     duplicate += 1
         row = self._row(file, meta, saved.sha256, saved.size_bytes)
-        self._write_json(f"{_ENTRIES}/{file}.json", self._manifest(row), exclusive=True)
+        manifest = self._manifest(row, tag=self._tag(file))
+        self._write_json(f"{_ENTRIES}/{file}.json", manifest, exclusive=True)
         if kind == "model":
             self._refresh_best(row.name, row.version)
         logger.info("saved %s (sha256 %s)", self._url(file), saved.sha256[:12])
         return self.get(file)
 
     @staticmethod
-    def _manifest(row: RegistryRow, *, pinned: bool = False) -> dict[str, Any]:
+    def _manifest(row: RegistryRow, *, tag: str | None) -> dict[str, Any]:
+        """A manifest: the registry row, plus the data object's tag (S3's ETag) when it was
+        recorded, which lets ``sync`` skip hashing files whose tag has not changed."""
         return {
             "file": row.file,
             "kind": row.kind,
@@ -459,8 +468,9 @@ class RemoteModelStore(ModelStore):
             "size_bytes": row.size_bytes,
             "fingerprint": row.fingerprint,
             "notes": row.notes,
-            "pinned": pinned,
+            "pinned": False,
             "saved_ns": time.time_ns(),
+            "tag": tag,
         }
 
     # -- the best model ---------------------------------------------------------------------
@@ -480,15 +490,22 @@ class RemoteModelStore(ModelStore):
                 with contextlib.suppress(FileNotFoundError):
                     self._remote("removing a best copy", self.fs.rm_file, self._key(relative))
             return False
-        try:
-            held = self._read_json(marker)
-        except ValueError:
-            held = None
-        current = held is not None and held.get("sha256") == best[0].sha256
-        if current and held is not None and held.get("tag") == self._tag(link):
+        if self._copy_current(best[0], link):
             return False
         self._copy_best(best[0], link)
         return True
+
+    def _copy_current(self, best: Entry, link: str) -> bool:
+        """Whether the best copy's marker says it holds ``best`` as the copy is now."""
+        try:
+            held = self._read_json(f"{_BEST}/{link}.json")
+        except ValueError:
+            return False
+        return (
+            held is not None
+            and held.get("sha256") == best.sha256
+            and held.get("tag") == self._tag(link)
+        )
 
     def _tag(self, relative: str) -> str | None:
         """What identifies an object's current bytes cheaply (S3's ETag; size and time
@@ -497,10 +514,16 @@ class RemoteModelStore(ModelStore):
             info = self._remote("reading a file's details", self.fs.info, self._key(relative))
         except FileNotFoundError:
             return None
-        tag = info.get("ETag") or info.get("etag")
-        return (
-            str(tag) if tag else f"{info.get('size')}:{info.get('mtime', info.get('LastModified'))}"
-        )
+        return _tag_of(info)
+
+    def _objects(self) -> dict[str, dict[str, Any]]:
+        """Every object directly in the root with its details (size, ETag): one listing."""
+        self._invalidate()
+        try:
+            found = self._remote("listing the store", self.fs.ls, self._base, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {posixpath.basename(str(i["name"]).rstrip("/")): i for i in found}
 
     def _copy_best(self, entry: Entry, link: str) -> None:
         self._remote("copying the best model", self.fs.copy, self._key(entry.file), self._key(link))
@@ -679,8 +702,11 @@ class RemoteModelStore(ModelStore):
         with self._downloaded(relative) as local:
             return sha256_file(local)
 
-    def _check_remote(self, entry: Entry, *, hashes: bool) -> StoreProblem | None:
-        size = self._size(entry.file)
+    def _check_remote(
+        self, entry: Entry, *, hashes: bool, objects: Mapping[str, Mapping[str, Any]]
+    ) -> StoreProblem | None:
+        info = objects.get(entry.file)
+        size = None if info is None else int(info["size"])
         if size is None:
             return StoreProblem("missing", entry.file, "recorded in the registry but missing")
         if size != entry.size_bytes:
@@ -710,8 +736,9 @@ class RemoteModelStore(ModelStore):
             problems.append(
                 StoreProblem("unreadable", file, "its manifest is unreadable; sync rebuilds it")
             )
+        objects = self._objects()
         for entry in entries:
-            problem = self._check_remote(entry, hashes=hashes)
+            problem = self._check_remote(entry, hashes=hashes, objects=objects)
             if problem is not None:
                 problems.append(problem)
         links = set()
@@ -721,7 +748,11 @@ class RemoteModelStore(ModelStore):
             size = self._size(link)
             if size is None:
                 problems.append(StoreProblem("best", link, "the best model's copy is missing"))
-            elif size != best.size_bytes or (hashes and self._hash(link) != best.sha256):
+            elif (
+                size != best.size_bytes
+                or not self._copy_current(best, link)
+                or (hashes and self._hash(link) != best.sha256)
+            ):
                 problems.append(
                     StoreProblem(
                         "best",
@@ -730,7 +761,7 @@ class RemoteModelStore(ModelStore):
                         "copies them again",
                     )
                 )
-        for file in self._listing(""):
+        for file in sorted(objects):
             if file in recorded or file in links or file == MANIFEST_DIR:
                 continue
             problems.append(self._classify_stray(file))
@@ -752,9 +783,13 @@ class RemoteModelStore(ModelStore):
                 "removing a damaged manifest", self.fs.rm_file, self._key(f"{_ENTRIES}/{file}.json")
             )
             report.removed.append(file)
-        entries = self._all_entries()
-        for entry in entries:
-            problem = self._check_remote(entry, hashes=True)
+        tags = {file: data.get("tag") for file, data in manifests.items()}
+        objects = self._objects()
+        for entry in self._all_entries():
+            tag, info = tags.get(entry.file), objects.get(entry.file)
+            if tag is not None and info is not None and tag == _tag_of(info):
+                continue  # the object was not rewritten since it was recorded: no download
+            problem = self._check_remote(entry, hashes=True, objects=objects)
             if problem is None:
                 continue
             if self._restore_from_copy(entry):
@@ -789,7 +824,8 @@ class RemoteModelStore(ModelStore):
                 rows.append(((row.created, parsed.duplicate, file), row))
         for _, row in sorted(rows, key=lambda item: item[0]):  # in save order: ties stay fair
             try:
-                self._write_json(f"{_ENTRIES}/{row.file}.json", self._manifest(row), exclusive=True)
+                manifest = self._manifest(row, tag=self._tag(row.file))
+                self._write_json(f"{_ENTRIES}/{row.file}.json", manifest, exclusive=True)
             except FileExistsError:
                 continue  # a slow save committed it meanwhile
             report.adopted.append(row.file)
@@ -836,7 +872,7 @@ class RemoteModelStore(ModelStore):
         row = self._file_row(file, report)
         if row is None:
             return
-        manifest = self._manifest(row)
+        manifest = self._manifest(row, tag=self._tag(file))
         if replace:  # re-recorded as it is now, keeping its pin and its place in save order
             with contextlib.suppress(ValueError):
                 old = self._read_json(f"{_ENTRIES}/{file}.json") or {}
@@ -880,6 +916,11 @@ class RemoteModelStore(ModelStore):
                             "record which metric ranks them; choose with store.set_monitor(...)",
                         )
                     )
+
+
+def _tag_of(info: Mapping[str, Any]) -> str:
+    tag = info.get("ETag") or info.get("etag")
+    return str(tag) if tag else f"{info.get('size')}:{info.get('mtime', info.get('LastModified'))}"
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
