@@ -208,7 +208,7 @@ class RemoteModelStore(ModelStore):
         # One concurrent batch of reads (s3fs gathers them), not one round trip per entry.
         raw = self._remote("reading the registry", self.fs.cat, keys, on_error="omit")
         out: dict[str, dict[str, Any]] = {}
-        for key, body in raw.items():
+        for body in raw.values():
             try:
                 data = json.loads(body)
             except ValueError:
