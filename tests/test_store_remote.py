@@ -195,3 +195,27 @@ def test_the_cli_lists_and_verifies_a_remote_store(
 def test_a_local_storage_option_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="storage_options apply to a store behind a URL"):
         ModelStore(tmp_path, storage_options={"anon": True})
+
+
+def test_trackers_mirror_a_remote_store_and_sync_replays_a_missed_save(
+    s3_bucket: str, tmp_path: Path
+) -> None:
+    from video_interpreter.tracking import MLflowTracker, TrackerWarning
+
+    root = f"{s3_bucket}/tracked"
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.warns(TrackerWarning, match=down.replace(".", r"\.")):
+        entry = ModelStore(root, trackers=[MLflowTracker(down)]).save(
+            tiny_model(), metrics={"acc": 0.6}
+        )
+    tracker = MLflowTracker(
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        registered_model="remote-{version}",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    report = ModelStore(root, trackers=[tracker]).sync(trackers=True)
+    assert report.tracked == [f"{entry.file} -> {tracker.url}"]
+    client = tracker.client()
+    best = client.get_model_version_by_alias("remote-v1", "best")
+    assert best.tags["video_interpreter.sha256"] == entry.sha256
+    assert best.tags["video_interpreter.file"] == entry.file

@@ -168,7 +168,7 @@ def _best(args: argparse.Namespace) -> int:
     ]
     if args.json:
         _print_json(
-            [e.to_dict() | {"best_path": str(store.best_path(e.name, e.version))} for e in entries]
+            [e.to_dict() | {"best_path": store.best_location(e.name, e.version)} for e in entries]
         )
         return 0
     if not entries:
@@ -177,7 +177,7 @@ def _best(args: argparse.Namespace) -> int:
     for e in entries:
         value = "" if e.value is None else format_value(e.value)
         print(f"{e.name} {e.version}: {e.file} ({e.metric} {value})")
-        print(f"  {store.best_path(e.name, e.version)}")
+        print(f"  {store.best_location(e.name, e.version)}")
     return 0
 
 

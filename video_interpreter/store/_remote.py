@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import difflib
 import json
 import logging
 import math
@@ -62,6 +63,7 @@ from ._store import (
     StoreProblem,
     SyncReport,
     _matches,
+    _metrics,
     _ranked_metrics,
     _spec_of,
 )
@@ -137,9 +139,7 @@ class RemoteModelStore(ModelStore):
     def _remote(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except FileExistsError:
-            raise
-        except FileNotFoundError:
+        except (FileExistsError, FileNotFoundError):  # callers decide what these mean
             raise
         except Exception as exc:
             failure = remote_failure(self.url, what, exc, StoreError)
@@ -352,8 +352,6 @@ class RemoteModelStore(ModelStore):
         notes: str = "",
         on_conflict: Literal["suffix", "error"] = "suffix",
     ) -> Entry:
-        from ._store import _metrics
-
         spec = _spec_of(model)
         self._claim_rule(spec.name, spec.version, None, None)
         return self._write(
@@ -474,8 +472,8 @@ class RemoteModelStore(ModelStore):
         }
 
     # -- the best model ---------------------------------------------------------------------
-    def best_url(self, name: str, version: str) -> str:
-        """Where the copy of the best ``name``/``version`` is kept."""
+    def best_location(self, name: str, version: str) -> str:
+        """The URL of the copy of the best ``name``/``version``."""
         return self._url(best_name(name, version))
 
     def _refresh_best(self, name: str, version: str) -> bool:
@@ -608,8 +606,6 @@ class RemoteModelStore(ModelStore):
             for entry in entries:
                 if entry.is_best and best_name(entry.name, entry.version) == file:
                     return entry
-        import difflib
-
         files = sorted(e.file for e in entries)
         close = difflib.get_close_matches(file, files, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -526,6 +526,11 @@ class ModelStore:
         """Where the best ``name``/``version`` is kept: ``{name}_{version}_best.pth``."""
         return self.root / best_name(name, version)
 
+    def best_location(self, name: str, version: str) -> str:
+        """Where the copy of the best ``name``/``version`` is kept, as users name it (a path
+        here, a URL in a remote store)."""
+        return str(self.best_path(name, version))
+
     def _link_best(self, record: BestRecord) -> None:
         """Make ``{name}_{version}_best.pth`` a copy of ``record.file``."""
         target = self.best_path(record.name, record.version)
