@@ -202,8 +202,12 @@ def test_an_unreachable_tracker_keeps_the_save_and_sync_replays_it(
 
 
 def test_models_sync_trackers_on_the_command_line(
-    mlflow_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mlflow_db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
     root = tmp_path / "store"
     ModelStore(root).save(tiny_model(0), metrics={"acc": 0.3})
     uri = f"sqlite:///{mlflow_db / 'mlflow.db'}"
