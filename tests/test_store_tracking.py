@@ -255,3 +255,46 @@ def test_checkpoints_are_not_sent_to_trackers(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         store.save_checkpoint(tiny_model(0), epoch=1)
+
+
+_WITHOUT_EXTRAS = textwrap.dedent(
+    """
+    import sys
+    for name in ("mlflow", "wandb", "fsspec", "s3fs"):
+        sys.modules[name] = None  # as if not installed
+    import video_interpreter.cli, video_interpreter.store, video_interpreter.tracking
+    from video_interpreter.checkpoint import load_model
+    from video_interpreter.errors import CheckpointError, StoreError
+    from video_interpreter.store import ModelStore
+    from video_interpreter.tracking import MLflowTracker
+    messages = []
+    for attempt in (
+        lambda: MLflowTracker("sqlite:///x.db").client(),
+        lambda: load_model("s3://bucket/model.pth"),
+        lambda: ModelStore("s3://bucket/models"),
+    ):
+        try:
+            attempt()
+        except (CheckpointError, StoreError) as exc:
+            messages.append(str(exc))
+    print("\\n".join(messages))
+    """
+)
+
+
+def test_the_package_imports_without_the_optional_extras() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTRAS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "the MLflow tracker needs mlflow: pip install 'video-interpreter[mlflow]'",
+        "s3://bucket/model.pth: URLs need fsspec: pip install 'video-interpreter[remote]'",
+        "s3://bucket/models: URLs need fsspec: pip install 'video-interpreter[remote]'",
+    ]

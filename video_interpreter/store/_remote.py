@@ -84,6 +84,10 @@ class RemoteModelStore(ModelStore):
     Same interface and rules as the local store; ``storage_options`` go to fsspec (for S3,
     e.g. ``{"client_kwargs": {"endpoint_url": ...}}``; credentials come from the usual
     environment). Entries carry ``url``; their ``path`` is the key inside the bucket.
+
+    >>> store = ModelStore("s3://my-bucket/models")  # doctest: +SKIP
+    >>> store.save(model, metrics={"acc": 0.9}).url  # doctest: +SKIP
+    's3://my-bucket/models/video_interpreter_v1_acc_0.9.pth'
     """
 
     def __init__(

@@ -528,7 +528,11 @@ class ModelStore:
 
     def best_location(self, name: str, version: str) -> str:
         """Where the copy of the best ``name``/``version`` is kept, as users name it (a path
-        here, a URL in a remote store)."""
+        here, a URL in a remote store).
+
+        >>> store.best_location("video_interpreter", "v1")  # doctest: +SKIP
+        'models/saved_models/video_interpreter_v1_best.pth'
+        """
         return str(self.best_path(name, version))
 
     def _link_best(self, record: BestRecord) -> None:
@@ -1156,7 +1160,11 @@ class ModelStore:
 
     # -- trackers -----------------------------------------------------------------------------
     def tracked_save(self, entry: Entry) -> TrackedSave:
-        """What a tracker records of a saved model (the ranking rule from the registry)."""
+        """What a tracker records of a saved model (the ranking rule from the registry).
+
+        >>> store.tracked_save(store.best()).file  # doctest: +SKIP
+        'video_interpreter_v1_acc_0.9.pth'
+        """
         mode: str | None = None
         with self.registry.connect() as conn:
             record = self.registry.best_record(conn, entry.name, entry.version)

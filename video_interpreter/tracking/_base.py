@@ -97,7 +97,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
 
 @contextlib.contextmanager
 def make_bundle(model: nn.Module, save: TrackedSave) -> Iterator[Bundle]:
-    """Write a save's artifacts to a temporary directory, removed on exit."""
+    """Write a save's artifacts to a temporary directory, removed on exit.
+
+    >>> with make_bundle(model, store.tracked_save(entry)) as bundle:  # doctest: +SKIP
+    ...     sorted(p.name for p in bundle.directory.iterdir())
+    ['diagram.svg', 'model.safetensors', 'spec.yaml', 'summary.txt']
+    """
     from ..diagram import DiagramError, render_diagram
     from ..summary import summarize
 

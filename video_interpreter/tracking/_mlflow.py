@@ -102,9 +102,11 @@ class MLflowTracker(Tracker):
             raise TrackerError(f"MLflow at {self.url}: {what} failed: {exc}") from exc
 
     def client(self) -> Any:
+        """MLflow's client for this tracking URI, after a quick check that an http(s) server
+        answers (every call: a server can go away between two saves)."""
+        mlflow = _import_mlflow()
+        check_reachable(self.url)
         if self._client is None:
-            mlflow = _import_mlflow()
-            check_reachable(self.url)
             self._client = mlflow.MlflowClient(tracking_uri=self.url, registry_uri=self.url)
         return self._client
 

@@ -90,7 +90,11 @@ def _records(data: bytes) -> Iterator[bytes]:
 
 def read_offline_artifacts(directory: str | Path) -> list[OfflineArtifact]:
     """Every artifact logged by the offline runs under ``directory`` (the ``dir`` given to
-    ``wandb.init``), in log order."""
+    ``wandb.init``), in log order.
+
+    >>> [(a.name, a.aliases) for a in read_offline_artifacts("wandb-runs")]  # doctest: +SKIP
+    [('video_interpreter-v1', ('best', 'latest'))]
+    """
     from wandb.proto import wandb_internal_pb2
 
     found: list[OfflineArtifact] = []
