@@ -219,3 +219,38 @@ def test_trackers_mirror_a_remote_store_and_sync_replays_a_missed_save(
     best = client.get_model_version_by_alias("remote-v1", "best")
     assert best.tags["video_interpreter.sha256"] == entry.sha256
     assert best.tags["video_interpreter.file"] == entry.file
+
+
+def test_sharded_checkpoints_save_to_and_load_from_an_s3_url(
+    s3_bucket: str, tmp_path: Path
+) -> None:
+    from video_interpreter.distributed import (
+        consolidate,
+        load_sharded,
+        read_sharded_metadata,
+        save_sharded,
+    )
+
+    model = tiny_model(5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 4, 16, 16))["action"].sum().backward()
+    optimizer.step()
+    url = f"{s3_bucket}/runs/step_10"
+    save_sharded(model, url, optimizer=optimizer, step=10, notes="remote")
+    assert read_sharded_metadata(url).step == 10
+    with pytest.raises(CheckpointError, match="already holds a sharded checkpoint"):
+        save_sharded(model, url)
+
+    fresh = tiny_model(6)
+    fresh_optimizer = torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9)
+    loaded = load_sharded(url, fresh, fresh_optimizer)
+    assert (loaded.step, loaded.notes) == (10, "remote")
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    assert str(fresh_optimizer.state_dict()) == str(optimizer.state_dict())
+
+    single = consolidate(url, tmp_path / "final.safetensors")
+    clip = torch.randn(1, 3, 4, 16, 16)
+    assert torch.equal(outputs(load_model(single.path), clip), outputs(model, clip))
+    with pytest.raises(CheckpointError, match="holds no sharded checkpoint"):
+        load_sharded(f"{s3_bucket}/runs/nothing", fresh)
