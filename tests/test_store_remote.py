@@ -179,6 +179,18 @@ def test_opening_a_missing_remote_store_without_create_is_an_error(s3_bucket: st
         ModelStore(f"{s3_bucket}/nothing", create=False)
 
 
+def test_sync_repairs_a_store_whose_first_save_never_committed(s3_bucket: str) -> None:
+    root = f"{s3_bucket}/first"
+    save_model(
+        tiny_model(), f"{root}/remote_v1_acc_0.3.pth", metrics={"acc": 0.3}, monitor=("acc", "max")
+    )  # the file of a first save killed before its manifest
+    assert main(["models", "sync", "--root", root]) == 0
+    store = ModelStore(root, create=False)
+    assert [e.file for e in store.list()] == ["remote_v1_acc_0.3.pth"]
+    assert store.best().file == "remote_v1_acc_0.3.pth"
+    assert store.verify() == []
+
+
 def test_the_cli_lists_and_verifies_a_remote_store(
     s3_bucket: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -46,9 +46,7 @@ def is_url(path: object) -> bool:
     """Whether ``path`` is a URL (``scheme://...`` or ``models:/...``), not a local path."""
     if not isinstance(path, str):
         return False
-    return path.startswith(MLFLOW_PREFIX) or (
-        _URL.match(path) is not None and not path.startswith("file://")
-    )
+    return path.startswith(MLFLOW_PREFIX) or _URL.match(path) is not None
 
 
 def remote_failure(

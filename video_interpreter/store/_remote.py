@@ -110,7 +110,11 @@ class RemoteModelStore(ModelStore):
         self._base = self._base.rstrip("/")
         self.root = Path(self._base)
         bucket = self._base.split("/", 1)[0]
-        exists = self._remote("reaching the store", self.fs.exists, self._key(_ENTRIES))
+        # A store is any prefix holding objects: a crash before the first manifest leaves only
+        # a file, and `models sync` must still open it to adopt that file.
+        exists = self._remote("reaching the store", self.fs.exists, self._key(_ENTRIES)) or bool(
+            self._listing("")
+        )
         if not exists and not create:
             raise StoreError(
                 f"no model store at {self.url}; save a model there first, or pass the store's "

@@ -274,7 +274,7 @@ class ModelStore:
     def __new__(cls, root: str | os.PathLike[str] = DEFAULT_ROOT, **options: Any) -> ModelStore:
         # A URL root (s3://bucket/prefix, any fsspec URL) is a store on an object store: same
         # interface, a commit protocol without rename or locks (see ``_remote``).
-        if cls is ModelStore and is_url(root):
+        if cls is ModelStore and is_url(root) and not str(root).startswith("file://"):
             from ._remote import RemoteModelStore
 
             return super().__new__(RemoteModelStore)
@@ -295,6 +295,8 @@ class ModelStore:
             )
         self.trackers: tuple[Tracker, ...] = tuple(trackers)
         self.tracker_errors: builtins.list[str] = []
+        if isinstance(root, str) and root.startswith("file://"):  # a local directory
+            root = root.removeprefix("file://")
         self.root = Path(root)
         if not self.root.is_dir():
             if self.root.exists():
