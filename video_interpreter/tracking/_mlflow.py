@@ -11,6 +11,7 @@ reads it back without MLflow's model flavours, so without pickle.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import urllib.parse
@@ -207,7 +208,9 @@ class MLflowTracker(Tracker):
                     ARTIFACT_DIR,
                 )
             except BaseException:
-                self._call("marking the run failed", client.set_terminated, run_id, "FAILED")
+                # Best effort: the original error is what the user needs to see.
+                with contextlib.suppress(Exception):
+                    client.set_terminated(run_id, "FAILED")
                 raise
             self._call("finishing the run", client.set_terminated, run_id, "FINISHED")
         else:
