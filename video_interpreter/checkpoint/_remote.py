@@ -59,6 +59,11 @@ def remote_failure(
         hint = " (no such object or bucket)"
     elif isinstance(exc, PermissionError):
         hint = " (access denied: check the credentials)"
+    elif "credentials" in detail.lower():
+        hint = (
+            " (no usable credentials: set the AWS variables or a profile, or pass them in "
+            "storage_options)"
+        )
     elif "connect" in detail.lower() or isinstance(exc, socket.timeout | TimeoutError):
         hint = " (the storage endpoint is unreachable)"
     return error(f"{url}: {what} failed{hint}: {detail}")
