@@ -202,15 +202,16 @@ def test_an_unreachable_tracker_keeps_the_save_and_sync_replays_it(
 
 
 def test_models_sync_trackers_on_the_command_line(
-    mlflow_db: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
+    # MLflow's default artifact root is ./mlruns, fixed when a tracking URI is first opened:
+    # a database of its own, opened from here, keeps the artifacts in the temporary folder.
+    monkeypatch.chdir(tmp_path)
     root = tmp_path / "store"
     ModelStore(root).save(tiny_model(0), metrics={"acc": 0.3})
-    uri = f"sqlite:///{mlflow_db / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'cli.db'}"
     code = main(["models", "sync", "--root", str(root), "--json", "--trackers", f"mlflow:{uri}"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
