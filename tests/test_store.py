@@ -3,6 +3,7 @@ sync, on the real file system and the real SQLite registry, with tiny models."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -11,15 +12,16 @@ from typing import Any
 import pytest
 import torch
 
-from video_interpreter.checkpoint import sha256_file
 from video_interpreter.errors import CheckpointError, StoreError
 from video_interpreter.model import VideoInterpreter, build_model
 from video_interpreter.store import (
     END_MARKER,
+    MANIFEST_DIR,
     REGISTRY_FILE,
     START_MARKER,
     Entry,
     ModelStore,
+    RemoteModelStore,
     render_table,
 )
 
@@ -36,13 +38,78 @@ def tiny_model(seed: int = 0, **changes: Any) -> VideoInterpreter:
     return build_model({**TINY, **changes})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ModelStore:
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ModelStore:
+    """The behaviour suite runs against a directory and against an s3:// root (a local S3
+    server): one interface, two commit protocols."""
+    if request.param == "s3":
+        bucket: str = request.getfixturevalue("s3_bucket")
+        return ModelStore(f"{bucket}/saved_models")
     return ModelStore(tmp_path / "saved_models")
 
 
+@pytest.fixture
+def local_store(tmp_path: Path) -> ModelStore:
+    """For what only a directory store has: SQLite, temporary files, relative paths."""
+    return ModelStore(tmp_path / "saved_models")
+
+
+def sibling(store: ModelStore, name: str) -> ModelStore:
+    """Another store beside ``store`` (same kind)."""
+    if isinstance(store, RemoteModelStore):
+        return ModelStore(f"{store.url.rsplit('/', 1)[0]}/{name}")
+    return ModelStore(store.root.parent / name)
+
+
+class Files:
+    """The bytes in a store's root, the same way for a directory and a bucket."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.remote = store if isinstance(store, RemoteModelStore) else None
+        self.root = store.root
+
+    def _key(self, file: str) -> str:
+        return f"{self.root.as_posix()}/{file}"
+
+    def read(self, file: str) -> bytes:
+        if self.remote is not None:
+            return bytes(self.remote.fs.cat_file(self._key(file)))
+        return (self.root / file).read_bytes()
+
+    def write(self, file: str, data: bytes) -> None:
+        if self.remote is not None:
+            self.remote.fs.pipe_file(self._key(file), data)
+        else:
+            (self.root / file).write_bytes(data)
+
+    def remove(self, file: str) -> None:
+        if self.remote is not None:
+            self.remote.fs.rm_file(self._key(file))
+        else:
+            (self.root / file).unlink()
+
+    def exists(self, file: str) -> bool:
+        if self.remote is not None:
+            self.remote.fs.invalidate_cache()
+            return bool(self.remote.fs.exists(self._key(file)))
+        return (self.root / file).is_file()
+
+    def sha256(self, file: str) -> str:
+        return hashlib.sha256(self.read(file)).hexdigest()
+
+    def names(self) -> list[str]:
+        if self.remote is not None:
+            self.remote.fs.invalidate_cache()
+            try:
+                found = self.remote.fs.ls(self.root.as_posix(), detail=False)
+            except FileNotFoundError:  # an object store has no empty folders
+                return []
+            return sorted(str(p).rsplit("/", 1)[-1] for p in found)
+        return sorted(p.name for p in self.root.iterdir())
+
+
 def files_in(store: ModelStore) -> list[str]:
-    return sorted(p.name for p in store.root.iterdir() if p.name.endswith(".pth"))
+    return [name for name in Files(store).names() if name.endswith(".pth")]
 
 
 def flip_byte(path: Path, offset: int | None = None) -> None:
@@ -52,24 +119,32 @@ def flip_byte(path: Path, offset: int | None = None) -> None:
     path.write_bytes(bytes(data))
 
 
+def flip_stored_byte(files: Files, file: str) -> None:
+    data = bytearray(files.read(file))
+    data[len(data) // 2] ^= 0xFF
+    files.write(file, bytes(data))
+
+
 # -- saving and naming ------------------------------------------------------------------------
 def test_save_writes_the_conventional_name_and_records_every_field(store: ModelStore) -> None:
     model = tiny_model()
     entry = store.save(model, metrics={"acc": 0.95, "loss": 0.2}, epoch=3, notes="first run")
+    files = Files(store)
     assert entry.path == store.root / "video_interpreter_v1_acc_0.95.pth"
-    assert entry.path.is_file()
+    assert files.exists(entry.file)
     assert (entry.kind, entry.name, entry.version) == ("model", "video_interpreter", "v1")
     assert (entry.metric, entry.value, entry.epoch) == ("acc", 0.95, 3)
     assert dict(entry.metrics) == {"acc": 0.95, "loss": 0.2}
-    assert entry.sha256 == sha256_file(entry.path)
-    assert entry.size_bytes == entry.path.stat().st_size
+    assert entry.sha256 == files.sha256(entry.file)
+    assert entry.size_bytes == len(files.read(entry.file))
     assert entry.fingerprint == model.spec.fingerprint
     assert entry.notes == "first run"
     assert entry.date == entry.created[:10]
     assert store.list() == [entry]
 
 
-def test_the_registry_is_sqlite_next_to_the_files(store: ModelStore) -> None:
+def test_the_registry_is_sqlite_next_to_the_files(local_store: ModelStore) -> None:
+    store = local_store
     store.save(tiny_model(), metrics={"acc": 0.5})
     with sqlite3.connect(store.root / REGISTRY_FILE) as conn:
         rows = conn.execute("SELECT file, metric, value FROM entries").fetchall()
@@ -86,7 +161,7 @@ def test_the_same_name_twice_keeps_both_files(store: ModelStore) -> None:
         "video_interpreter_v1_acc_0.9-2.pth",
     )
     assert first.sha256 != second.sha256
-    assert store.get(first.file).sha256 == sha256_file(first.path)
+    assert store.get(first.file).sha256 == Files(store).sha256(first.file)
 
 
 def test_the_same_name_with_on_conflict_error_is_refused(store: ModelStore) -> None:
@@ -184,7 +259,7 @@ def test_best_follows_the_highest_value_in_max_mode(store: ModelStore) -> None:
     assert best.file == saved[1].file
     assert best.is_best
     assert [e.is_best for e in store.list()] == [False, True, False]  # in save order
-    assert sha256_file(store.best_path("video_interpreter", "v1")) == saved[1].sha256
+    assert Files(store).sha256("video_interpreter_v1_best.pth") == saved[1].sha256
 
 
 def test_best_follows_the_lowest_value_in_min_mode(store: ModelStore) -> None:
@@ -203,8 +278,8 @@ def test_the_best_link_loads_the_best_model(store: ModelStore) -> None:
     store.save(tiny_model(0), metrics={"acc": 0.4})
     best = store.save(tiny_model(1), metrics={"acc": 0.6})
     assert store.get("video_interpreter_v1_best.pth") == store.get(best.file)
-    link = store.best_path("video_interpreter", "v1")
-    assert link.read_bytes() == best.path.read_bytes()
+    files = Files(store)
+    assert files.read("video_interpreter_v1_best.pth") == files.read(best.file)
 
 
 def test_changing_the_monitored_metric_is_refused_until_set_monitor(store: ModelStore) -> None:
@@ -413,12 +488,13 @@ def test_the_committed_models_readme_has_the_markers() -> None:
 def test_a_tampered_file_is_reported_and_refused(store: ModelStore) -> None:
     entry = store.save(tiny_model(), metrics={"acc": 0.5})
     store.save(tiny_model(), metrics={"acc": 0.4})
-    flip_byte(entry.path)
-    actual = sha256_file(entry.path)
+    files = Files(store)
+    flip_stored_byte(files, entry.file)
+    actual = files.sha256(entry.file)
     problems = store.verify()
     assert [(p.kind, p.file) for p in problems] == [("changed", entry.file)]
     # The best copy is independent of the model file: its bytes are intact.
-    assert sha256_file(store.best_path("video_interpreter", "v1")) == entry.sha256
+    assert files.sha256("video_interpreter_v1_best.pth") == entry.sha256
     assert actual in problems[0].message
     assert entry.sha256 in problems[0].message
     with pytest.raises((StoreError, CheckpointError), match=entry.sha256) as caught:
@@ -430,30 +506,31 @@ def test_a_tampered_file_is_reported_and_refused(store: ModelStore) -> None:
 def test_sync_keeps_refusing_a_changed_file_unless_told_to_accept_it(store: ModelStore) -> None:
     store.save(tiny_model(1), metrics={"acc": 0.9})  # the best, so its copy cannot restore entry
     entry = store.save(tiny_model(), metrics={"acc": 0.5})
-    data = bytearray(entry.path.read_bytes())
+    files = Files(store)
+    data = files.read(entry.file)
     # Change a weight without touching the metadata, so the file still reads.
     store_model = store.load(entry)
     fc = store_model.get_submodule("heads.action.fc")
     assert isinstance(fc, torch.nn.Linear)
     with torch.no_grad():
         fc.bias.add_(1.0)
-    other = ModelStore(store.root.parent / "other")
+    other = sibling(store, "other")
     replacement = other.save(store_model, metrics={"acc": 0.5})
-    entry.path.write_bytes(replacement.path.read_bytes())
-    assert entry.path.read_bytes() != bytes(data)
+    files.write(entry.file, Files(other).read(replacement.file))
+    assert files.read(entry.file) != data
     report = store.sync()
     assert [(p.kind, p.file) for p in report.problems] == [("changed", entry.file)]
     assert store.get(entry).sha256 == entry.sha256
     report = store.sync(accept_changed=True)
     assert report.updated == [entry.file]
-    assert store.get(entry).sha256 == sha256_file(entry.path)
+    assert store.get(entry).sha256 == files.sha256(entry.file)
     assert store.verify() == []
 
 
 def test_a_deleted_file_is_reported_and_sync_drops_its_record(store: ModelStore) -> None:
     store.save(tiny_model(), metrics={"acc": 0.9})
     gone = store.save(tiny_model(), metrics={"acc": 0.5})
-    gone.path.unlink()
+    Files(store).remove(gone.file)
     assert [(p.kind, p.file) for p in store.verify()] == [("missing", gone.file)]
     with pytest.raises(StoreError, match="recorded but missing"):
         store.load(gone)
@@ -465,20 +542,21 @@ def test_a_deleted_file_is_reported_and_sync_drops_its_record(store: ModelStore)
 def test_a_deleted_best_model_is_restored_from_its_link(store: ModelStore) -> None:
     best = store.save(tiny_model(), metrics={"acc": 0.9})
     store.save(tiny_model(), metrics={"acc": 0.5})
-    best.path.unlink()
+    files = Files(store)
+    files.remove(best.file)
     report = store.sync()
     assert report.restored == [best.file]
-    assert sha256_file(best.path) == best.sha256
+    assert files.sha256(best.file) == best.sha256
     assert store.verify() == []
 
 
 def test_an_unrecorded_store_file_is_reported_and_adopted_by_sync(store: ModelStore) -> None:
-    other = ModelStore(store.root.parent / "other")
+    other = sibling(store, "other")
     outside = other.save(tiny_model(1), metrics={"acc": 0.99}, notes="copied in")
     store.save(tiny_model(0), metrics={"acc": 0.5})
-    copied = store.root / outside.file
-    copied.write_bytes(outside.path.read_bytes())
-    (store.root / "notes.txt").write_text("hello")
+    files = Files(store)
+    files.write(outside.file, Files(other).read(outside.file))
+    files.write("notes.txt", b"hello")
     problems = {(p.kind, p.file) for p in store.verify()}
     assert problems == {("untracked", outside.file), ("unknown", "notes.txt")}
     report = store.sync()
@@ -486,7 +564,7 @@ def test_an_unrecorded_store_file_is_reported_and_adopted_by_sync(store: ModelSt
     adopted = store.get(outside.file)
     assert (adopted.notes, adopted.sha256, adopted.value) == ("copied in", outside.sha256, 0.99)
     assert store.best().file == outside.file  # adopted files compete for best
-    assert sha256_file(store.best_path("video_interpreter", "v1")) == outside.sha256
+    assert files.sha256("video_interpreter_v1_best.pth") == outside.sha256
     assert [(p.kind, p.file) for p in store.verify()] == [("unknown", "notes.txt")]
 
 
@@ -496,9 +574,12 @@ def test_sync_rebuilds_a_lost_registry_from_the_files(store: ModelStore) -> None
         store.save(tiny_model(i), metrics={"loss": loss}, monitor="loss", mode="min", epoch=i)
     store.save_checkpoint(model, epoch=4, step=40)
     before = [e.to_dict() for e in store.list()]
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{store.registry_path}{suffix}").unlink(missing_ok=True)
-    rebuilt = ModelStore(store.root)
+    if isinstance(store, RemoteModelStore):
+        store.fs.rm(f"{store.root.as_posix()}/{MANIFEST_DIR}", recursive=True)
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store.registry_path}{suffix}").unlink(missing_ok=True)
+    rebuilt = ModelStore(store.location)
     report = rebuilt.sync()
     assert len(report.adopted) == 4
     assert [e.to_dict() for e in rebuilt.list()] == before
@@ -508,7 +589,8 @@ def test_sync_rebuilds_a_lost_registry_from_the_files(store: ModelStore) -> None
     assert rebuilt.best().file == "video_interpreter_v1_loss_0.1.pth"
 
 
-def test_sync_deletes_leftovers_of_interrupted_writes(store: ModelStore) -> None:
+def test_sync_deletes_leftovers_of_interrupted_writes(local_store: ModelStore) -> None:
+    store = local_store
     store.save(tiny_model(), metrics={"acc": 0.5})
     leftover = store.root / ".video_interpreter_v1_acc_0.6.pth.1a2b.tmp"
     leftover.write_bytes(b"half a checkpoint")

@@ -23,6 +23,8 @@ Exception tree::
     │                                  leave dynamic, a source without a spec, an exporter
     │                                  failure (video_interpreter.export)
     ├── StoreError(RuntimeError)       the saved-models store refused or found an inconsistency
+    │   └── TrackerError               a tracker (MLflow, W&B) failed or is misconfigured
+    │                                  (defined in video_interpreter.tracking)
     ├── TrainingError(ValueError)      a training run or its synthetic data cannot work as asked
     └── CompressionError(ValueError)   an unknown quantisation scheme, a model no scheme can
                                        quantise, or torchao missing (video_interpreter.compress)

@@ -22,6 +22,7 @@ from ._adapt import Adapt
 from ._format import restore_rng_state
 from ._precision import precision_dtype
 from ._read import MapLocation, PathLike, read_checkpoint
+from ._remote import is_url, local_copy
 from ._report import LoadReport, spec_diff
 from ._save import Stateful
 from ._types import Checkpoint, CheckpointMetadata
@@ -137,7 +138,34 @@ def load_model(
 
         model, report = load_model("k400.safetensors", spec="ten_classes.yaml", adapt=True,
                                    return_report=True)
+
+    ``path`` may also be a URL: any fsspec URL (``s3://bucket/v1.safetensors``) or an MLflow
+    registered model (``models:/v1@best``, ``models:/v1/3``; the tracking server from
+    ``MLFLOW_TRACKING_URI``), read from its artifacts without unpickling anything::
+
+        model = load_model("models:/v1@best")
     """
+    if is_url(path):
+        # A URL: a temporary local copy, checked against the sha256 its source records.
+        with local_copy(str(path)) as (local, recorded):
+            model, report = _load_model(
+                local, device, dtype, strict, verify or recorded, spec, adapt, trust_pickle
+            )
+    else:
+        model, report = _load_model(path, device, dtype, strict, verify, spec, adapt, trust_pickle)
+    return (model, report) if return_report else model
+
+
+def _load_model(
+    path: PathLike,
+    device: torch.device | str | None,
+    dtype: torch.dtype | None,
+    strict: bool,
+    verify: str | None,
+    spec: SpecSource | None,
+    adapt: bool | Adapt,
+    trust_pickle: bool,
+) -> tuple[VideoInterpreter, LoadReport]:
     checkpoint = read_checkpoint(
         path, verify=verify, map_location=device or "cpu", trust_pickle=trust_pickle
     )
@@ -160,7 +188,7 @@ def load_model(
             report.summary(),
         )
     logger.debug("loaded %s/%s from %s", architecture.name, architecture.version, path)
-    return (model, report) if return_report else model
+    return model, report
 
 
 def resume(

@@ -8,7 +8,9 @@ holds the weights, with the same metadata as JSON strings in its header, and no 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -30,6 +32,7 @@ from ._format import (
     package_version,
 )
 from ._precision import precision_name, storage_state_dict
+from ._remote import is_url, upload
 from ._safetensors import write_safetensors
 from ._types import SavedCheckpoint
 from ._weights import unwrap_model
@@ -188,6 +191,20 @@ def save_model(
     (65504) is refused, never stored as infinity. The model itself is not changed.
     The write is atomic and hashed: the returned ``sha256`` is of the bytes written.
     """
+    if is_url(path):
+        return _save_to_url(
+            model,
+            str(path),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            epoch=epoch,
+            step=step,
+            loss=loss,
+            metrics=metrics,
+            notes=notes,
+            monitor=monitor,
+            dtype=dtype,
+        )
     path = Path(path)
     target = unwrap_model(model)
     spec = getattr(target, "spec", None)
@@ -217,3 +234,12 @@ def save_model(
         monitor=monitor,
         precision=precision,
     )
+
+
+def _save_to_url(model: nn.Module, url: str, **options: Any) -> SavedCheckpoint:
+    """Save locally, then upload in one request: the object appears whole or not at all."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="vi-upload-") as tmp:
+        saved = save_model(model, Path(tmp) / name, **options)
+        upload(saved.path, url)
+    return dataclasses.replace(saved, path=Path(name), url=url)

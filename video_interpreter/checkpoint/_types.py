@@ -30,6 +30,7 @@ class SavedCheckpoint:
     sha256: str
     size_bytes: int
     fingerprint: str
+    url: str | None = None  # where it was uploaded, for a save to a URL (path is then its name)
 
 
 @dataclass(frozen=True)

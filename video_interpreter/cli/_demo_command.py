@@ -27,6 +27,7 @@ from ..store import Entry, ModelStore, format_value
 from ..summary import summarize
 from ..training import evaluate, fit
 from ._arguments import non_negative_int, positive_int
+from ._store_commands import tracker_option
 
 __all__ = ["register"]
 
@@ -48,6 +49,15 @@ def register(commands: Any) -> None:
     demo.add_argument("--val-clips", type=positive_int, default=256, help="validation clips")
     demo.add_argument("--keep", type=positive_int, default=2, help="files of each kind to keep")
     demo.add_argument("--seed", type=non_negative_int, default=0)
+    demo.add_argument(
+        "--trackers",
+        nargs="+",
+        type=tracker_option,
+        default=[],
+        metavar="TRACKER",
+        help="mirror every saved model: mlflow:TRACKING_URI, wandb:[ENTITY/]PROJECT, "
+        "wandb-offline:[ENTITY/]PROJECT",
+    )
     demo.set_defaults(handler=_demo)
 
 
@@ -102,7 +112,7 @@ def _demo(args: argparse.Namespace) -> int:
     steps = args.epochs * math.ceil(len(train_set) / _BATCH)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=_LR, total_steps=steps)
     print(f"AdamW, one-cycle schedule to lr {_LR} over {steps} steps; batches of {_BATCH}")
-    store = ModelStore(args.root)
+    store = ModelStore(args.root, trackers=args.trackers)
     _repair(store)
     checkpoint = store.resume(model, optimizer, scheduler)
     done = (checkpoint.epoch or 0) if checkpoint is not None else 0

@@ -11,18 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from ..store import DEFAULT_ROOT, Entry, ModelStore, format_value
+from ..tracking import Tracker, TrackerError, parse_tracker
 from ._arguments import check_output_file, non_negative_int
 
-__all__ = ["register"]
+__all__ = ["register", "tracker_option"]
 
 
 def register(commands: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--root",
-        type=Path,
-        default=DEFAULT_ROOT,
-        help=f"the store's directory (default {DEFAULT_ROOT})",
+        default=str(DEFAULT_ROOT),
+        help=f"the store's directory or URL, e.g. s3://bucket/models (default {DEFAULT_ROOT})",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     which = argparse.ArgumentParser(add_help=False)
@@ -64,6 +64,15 @@ def register(commands: Any) -> None:
         action="store_true",
         help="re-record files whose bytes changed (otherwise they stay refused)",
     )
+    sync.add_argument(
+        "--trackers",
+        nargs="+",
+        type=tracker_option,
+        default=[],
+        metavar="TRACKER",
+        help="then replay to these trackers the saved models they lack and move their best "
+        "aliases: mlflow:TRACKING_URI, wandb:[ENTITY/]PROJECT, wandb-offline:[ENTITY/]PROJECT",
+    )
     sync.set_defaults(handler=_sync)
 
     verify = actions.add_parser(
@@ -83,9 +92,17 @@ def register(commands: Any) -> None:
     readme.set_defaults(handler=_readme)
 
 
+def tracker_option(text: str) -> Tracker:
+    """``--trackers`` words as trackers (argparse reports a bad one with the valid forms)."""
+    try:
+        return parse_tracker(text)
+    except TrackerError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _open(args: argparse.Namespace) -> ModelStore:
     # Every command here works on a store that exists: none creates one.
-    return ModelStore(args.root, create=False)
+    return ModelStore(args.root, create=False, trackers=getattr(args, "trackers", ()))
 
 
 def _print_json(value: object) -> None:
@@ -151,7 +168,7 @@ def _best(args: argparse.Namespace) -> int:
     ]
     if args.json:
         _print_json(
-            [e.to_dict() | {"best_path": str(store.best_path(e.name, e.version))} for e in entries]
+            [e.to_dict() | {"best_path": store.best_location(e.name, e.version)} for e in entries]
         )
         return 0
     if not entries:
@@ -160,7 +177,7 @@ def _best(args: argparse.Namespace) -> int:
     for e in entries:
         value = "" if e.value is None else format_value(e.value)
         print(f"{e.name} {e.version}: {e.file} ({e.metric} {value})")
-        print(f"  {store.best_path(e.name, e.version)}")
+        print(f"  {store.best_location(e.name, e.version)}")
     return 0
 
 
@@ -215,7 +232,7 @@ def _pin(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     store = _open(args)  # a mistyped --root is an error, not a new empty store
-    report = store.sync(accept_changed=args.accept_changed)
+    report = store.sync(accept_changed=args.accept_changed, trackers=bool(args.trackers))
     if args.json:
         _print_json(report.to_dict())
     else:

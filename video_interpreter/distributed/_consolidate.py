@@ -16,11 +16,13 @@ from typing import Any
 import torch
 
 from ..checkpoint import SavedCheckpoint, save_model
+from ..checkpoint._remote import is_url
 from ..errors import CheckpointError
 from ..model import allocate, build_meta
 from ._load import check_keys
 from ._manifest import read_manifest
 from ._ranks import Ranks
+from ._remote import downloaded_checkpoint
 from ._rng import rng_prefix, rng_state_as
 from ._state import join_state, tensor_keys
 from ._storage import empty_like_stored, read_index, read_tensors, verify_files
@@ -76,7 +78,13 @@ def consolidate(
     Into a ``.pth`` go, with ``training_state``, the optimizer and scheduler states and rank 0's
     random generator states; a ``.safetensors`` file holds the weights only. ``notes``
     default to the directory's. Holds the whole model (and optimizer state) in memory once.
+    ``directory`` may be an fsspec URL (read from a temporary local copy).
     """
+    if is_url(directory):
+        with downloaded_checkpoint(str(directory)) as local:
+            return consolidate(
+                local, out_path, training_state=training_state, verify=verify, notes=notes
+            )
     ranks = Ranks.alone()  # one process, even inside a distributed job
     metadata, manifest = read_manifest(directory)
     root = metadata.path

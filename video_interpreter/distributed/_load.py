@@ -28,12 +28,14 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 from ..checkpoint import load_checkpoint, load_model, spec_diff
+from ..checkpoint._remote import is_url
 from ..errors import CheckpointError
 from ..model import VideoInterpreter, allocate, build_meta
 from ..spec import ArchitectureSpec
 from ._init import local_part
 from ._manifest import ShardedCheckpointMetadata, read_manifest
 from ._ranks import Ranks
+from ._remote import downloaded_checkpoint
 from ._rng import restore_rng, rng_prefix
 from ._save import Stateful, model_spec
 from ._shard import DeviceLike, shard_model
@@ -50,6 +52,9 @@ _SHOWN = 8
 
 def read_sharded_metadata(directory: str | Path) -> ShardedCheckpointMetadata:
     """A sharded checkpoint's metadata and spec, without reading a tensor."""
+    if is_url(directory):
+        with downloaded_checkpoint(str(directory)) as local:
+            return read_sharded_metadata(local)
     metadata, _ = read_manifest(directory)
     return metadata
 
@@ -105,8 +110,20 @@ def load_sharded(
     meta device is allocated on the CPU first. ``verify`` checks every file's recorded sha256
     (the reading shared among the ranks) before loading. The RNG states are restored when the
     checkpoint was written by as many ranks as load it. ``strict=False`` loads the model
-    tensors both sides have and leaves the others as they are.
+    tensors both sides have and leaves the others as they are. ``directory`` may be an fsspec
+    URL: each rank reads a temporary local copy.
     """
+    if is_url(directory):
+        with downloaded_checkpoint(str(directory)) as local:
+            return load_sharded(
+                local,
+                model,
+                optimizer,
+                scheduler=scheduler,
+                strict=strict,
+                verify=verify,
+                restore_rng_state=restore_rng_state,
+            )
     ranks = Ranks.current()
     metadata, manifest = read_manifest(directory)
     root = metadata.path

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
+from ..checkpoint._remote import is_url
 from ..errors import CheckpointError
 from ..spec import ArchitectureSpec
 from ._manifest import (
@@ -39,6 +40,7 @@ from ._manifest import (
     read_manifest,
 )
 from ._ranks import Ranks
+from ._remote import uploaded_checkpoint
 from ._rng import capture_rng
 from ._state import split_state
 from ._storage import hash_files, write_tensors
@@ -184,8 +186,27 @@ def save_sharded(
     so they load into any number of ranks; with ``rng`` each rank's random generator states, so
     resuming on as many ranks continues bit-identically. Whole (unsharded) tensors such as
     BatchNorm statistics are saved from rank 0. Returns the checkpoint's metadata on every rank.
-    Without a process group it saves from this one process.
+    Without a process group it saves from this one process. ``directory`` may be an fsspec URL
+    (``s3://bucket/run/step_1000``): saved locally, then uploaded with ``metadata.json`` last
+    (the metadata returned then names the local staging copy, removed once uploaded).
     """
+    if is_url(directory):  # staged locally, uploaded with metadata.json last
+        url = str(directory)
+        with uploaded_checkpoint(url, overwrite=overwrite) as local:
+            saved = save_sharded(
+                model,
+                local,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+                step=step,
+                loss=loss,
+                metrics=metrics,
+                notes=notes,
+                rng=rng,
+            )
+        logger.info("uploaded sharded checkpoint %s", url)
+        return saved
     ranks = Ranks.current()
     destination = Path(directory)
     prepared: tuple[ArchitectureSpec, dict[str, Any], dict[str, torch.Tensor]]

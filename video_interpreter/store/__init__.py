@@ -16,6 +16,10 @@ File names: see ``_naming`` (``{name}_{version}_{metric}_{value}.pth``, 4 decima
 trailing zeros stripped; a taken name gets ``-2``, ``-3``...). The files are the source of truth:
 the registry is rebuilt from their embedded metadata by ``sync``; ``verify`` reports what
 disagrees.
+
+A URL root (``ModelStore("s3://bucket/models")``, any fsspec URL) gives a ``RemoteModelStore``:
+the same interface on an object store, with JSON manifests beside the files instead of SQLite
+and a commit protocol without rename or locks (see ``_remote``).
 """
 
 from ._naming import (
@@ -31,6 +35,7 @@ from ._naming import (
 )
 from ._readme import END_MARKER, START_MARKER, render_table, replace_table
 from ._registry import Entry
+from ._remote import MANIFEST_DIR, RemoteModelStore
 from ._store import (
     DEFAULT_ROOT,
     REGISTRY_FILE,
@@ -44,6 +49,7 @@ from ._store import (
 __all__ = [
     "DEFAULT_ROOT",
     "END_MARKER",
+    "MANIFEST_DIR",
     "REGISTRY_FILE",
     "START_MARKER",
     "Entry",
@@ -51,6 +57,7 @@ __all__ = [
     "ModelStore",
     "ParsedName",
     "PruneResult",
+    "RemoteModelStore",
     "StoreProblem",
     "SyncReport",
     "best_name",

@@ -118,6 +118,12 @@ class Entry:
     notes: str = ""
     pinned: bool = False
     best_by: str | None = None  # the metric that makes this the best model; None if it is not
+    url: str | None = None  # in a store behind a URL (s3://...), where the file is
+
+    @property
+    def location(self) -> str:
+        """The file's URL in a remote store, else its path."""
+        return self.url if self.url is not None else str(self.path)
 
     def __hash__(self) -> int:  # metrics is a mapping; path and content identify an entry
         return hash((self.path, self.sha256))
@@ -139,7 +145,7 @@ class Entry:
         cannot hold, as None)."""
         return {
             "file": self.file,
-            "path": str(self.path),
+            "path": self.location,
             "kind": self.kind,
             "name": self.name,
             "version": self.version,

@@ -23,7 +23,8 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,9 +42,11 @@ from ..checkpoint import (
     sha256_file,
 )
 from ..checkpoint import resume as resume_checkpoint
+from ..checkpoint._remote import is_url
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
 from ..spec import ArchitectureSpec
+from ..tracking import TrackedSave, Tracker, TrackerWarning, make_bundle
 from ._lock import StoreLock
 from ._naming import (
     best_name,
@@ -91,7 +94,7 @@ _MODES = ("max", "min")
 
 EntryRef = Entry | str | os.PathLike[str]
 ProblemKind = Literal[
-    "missing", "changed", "unreadable", "untracked", "unknown", "leftover", "best"
+    "missing", "changed", "unreadable", "untracked", "unknown", "leftover", "best", "tracker"
 ]
 
 
@@ -131,6 +134,7 @@ class SyncReport:
     deleted_leftovers: list[str] = field(default_factory=list)
     problems: list[StoreProblem] = field(default_factory=list)
     rebuilt: str | None = None  # why the registry was rebuilt from the files, when it was
+    tracked: list[str] = field(default_factory=list)  # "file -> tracker" records replayed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +145,7 @@ class SyncReport:
             "restored": self.restored,
             "relinked": self.relinked,
             "deleted_leftovers": self.deleted_leftovers,
+            "tracked": self.tracked,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -228,13 +233,52 @@ def _raw_metric(token: str, metrics: Mapping[str, float]) -> str:
     return matches[0] if len(matches) == 1 else token
 
 
+def _ranked_metrics(
+    metrics: Mapping[str, object], monitor: str, mode: str
+) -> tuple[dict[str, float], float]:
+    """The metrics of a saved model and the value of the one that names and ranks it."""
+    if mode not in _MODES:
+        raise StoreError(f"mode must be 'max' or 'min', got {mode!r}")
+    values = _metrics(metrics)
+    if monitor not in values:
+        available = ", ".join(sorted(values)) or "none"
+        raise StoreError(
+            f"monitored metric {monitor!r} is not among the metrics given ({available}); "
+            f"pass it in metrics= or monitor one of those"
+        )
+    clash = sorted(k for k in values if k != monitor and _same_token(k, monitor))
+    if clash:
+        raise StoreError(
+            f"metrics {monitor!r} and {clash[0]!r} would both be written "
+            f"{sanitize_metric(monitor)!r} in the file name; rename one"
+        )
+    value = values[monitor]
+    if not math.isfinite(value):
+        raise StoreError(
+            f"metric {monitor!r} is {value}; a model cannot be named or ranked by a "
+            "non-finite value (save_checkpoint keeps the weights without ranking them)"
+        )
+    return values, value
+
+
 class ModelStore:
     """A directory of saved models and training checkpoints, indexed by a SQLite registry.
 
     ``ModelStore(root)`` creates ``root`` and its registry unless ``create=False``, when a
     missing store is an error (what read-only commands want). See the package docstring for the
-    naming convention, best-model and retention rules.
+    naming convention, best-model and retention rules. ``trackers`` (``MLflowTracker``,
+    ``WandbTracker``) mirror every saved model after it is saved here; one that fails is
+    reported (``TrackerWarning``, ``tracker_errors``) and ``sync(trackers=True)`` replays it.
     """
+
+    def __new__(cls, root: str | os.PathLike[str] = DEFAULT_ROOT, **options: Any) -> ModelStore:
+        # A URL root (s3://bucket/prefix, any fsspec URL) is a store on an object store: same
+        # interface, a commit protocol without rename or locks (see ``_remote``).
+        if cls is ModelStore and is_url(root) and not str(root).startswith("file://"):
+            from ._remote import RemoteModelStore
+
+            return super().__new__(RemoteModelStore)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -242,7 +286,17 @@ class ModelStore:
         *,
         create: bool = True,
         lock_timeout: float = 600.0,
+        trackers: Sequence[Tracker] = (),
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
+        if storage_options:
+            raise StoreError(
+                f"storage_options apply to a store behind a URL (s3://...); {root} is a directory"
+            )
+        self.trackers: tuple[Tracker, ...] = tuple(trackers)
+        self.tracker_errors: builtins.list[str] = []
+        if isinstance(root, str) and root.startswith("file://"):  # a local directory
+            root = root.removeprefix("file://")
         self.root = Path(root)
         if not self.root.is_dir():
             if self.root.exists():
@@ -270,7 +324,12 @@ class ModelStore:
                     self.registry.create()
 
     def __repr__(self) -> str:
-        return f"ModelStore({str(self.root)!r})"
+        return f"ModelStore({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as users name it: its directory, or its URL."""
+        return str(self.root)
 
     # -- saving -------------------------------------------------------------------------------
     def save(
@@ -295,27 +354,7 @@ class ModelStore:
         better; ``"min"``: lower), and ``{name}_{version}_best.pth`` then points at it. A name
         already taken gets ``-2``, ``-3``... (``on_conflict="error"`` refuses instead).
         """
-        if mode not in _MODES:
-            raise StoreError(f"mode must be 'max' or 'min', got {mode!r}")
-        values = _metrics(metrics)
-        if monitor not in values:
-            available = ", ".join(sorted(values)) or "none"
-            raise StoreError(
-                f"monitored metric {monitor!r} is not among the metrics given ({available}); "
-                f"pass it in metrics= or monitor one of those"
-            )
-        clash = sorted(k for k in values if k != monitor and _same_token(k, monitor))
-        if clash:
-            raise StoreError(
-                f"metrics {monitor!r} and {clash[0]!r} would both be written "
-                f"{sanitize_metric(monitor)!r} in the file name; rename one"
-            )
-        value = values[monitor]
-        if not math.isfinite(value):
-            raise StoreError(
-                f"metric {monitor!r} is {value}; a model cannot be named or ranked by a "
-                "non-finite value (save_checkpoint keeps the weights without ranking them)"
-            )
+        values, value = _ranked_metrics(metrics, monitor, mode)
         spec = _spec_of(model)
         base = model_name(spec.name, spec.version, monitor, value)
         with self._lock:
@@ -329,7 +368,7 @@ class ModelStore:
                     f"{record.metric!r} with mode={record.mode!r} (other metrics can still be "
                     f"recorded in metrics=), or change the rule with store.set_monitor(...)"
                 )
-            return self._write(
+            entry = self._write(
                 model,
                 base,
                 kind="model",
@@ -343,6 +382,8 @@ class ModelStore:
                 metrics=values,
                 notes=notes,
             )
+        self._mirror(model, entry)
+        return entry
 
     def save_checkpoint(
         self,
@@ -487,6 +528,15 @@ class ModelStore:
         """Where the best ``name``/``version`` is kept: ``{name}_{version}_best.pth``."""
         return self.root / best_name(name, version)
 
+    def best_location(self, name: str, version: str) -> str:
+        """Where the copy of the best ``name``/``version`` is kept, as users name it (a path
+        here, a URL in a remote store).
+
+        >>> store.best_location("video_interpreter", "v1")  # doctest: +SKIP
+        'models/saved_models/video_interpreter_v1_best.pth'
+        """
+        return str(self.best_path(name, version))
+
     def _link_best(self, record: BestRecord) -> None:
         """Make ``{name}_{version}_best.pth`` a copy of ``record.file``."""
         target = self.best_path(record.name, record.version)
@@ -514,8 +564,7 @@ class ModelStore:
         candidates = [e for e in self.bests() if _matches(e, name, version)]
         if len(candidates) == 1:
             return candidates[0]
-        with self.registry.connect() as conn:
-            known = sorted({(e.name, e.version) for e in self.registry.entries(conn)})
+        known = sorted({(e.name, e.version) for e in self.list()})
         listing = ", ".join(f"{n} {v}" for n, v in known) or "none"
         if not candidates:
             raise StoreError(
@@ -544,7 +593,8 @@ class ModelStore:
                 self.best_path(name, version).unlink(missing_ok=True)
                 return None
             self._link_best(chosen)
-            return self.get(chosen.file)
+        self._move_tracked_best(name, version, chosen.file)
+        return self.get(chosen.file)
 
     def _choose_best(
         self,
@@ -736,21 +786,8 @@ class ModelStore:
         ``keep_last``. Saved models and training checkpoints are counted separately; ``kind``
         restricts pruning to one of them. With ``dry_run`` nothing is removed.
         """
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            raise StoreError(f"keep_last must be an integer >= 0, got {keep_last!r}")
         with self._lock:
-            groups: dict[tuple[str, str, str], builtins.list[Entry]] = {}
-            for entry in self.find(name, version, kind=kind):
-                groups.setdefault((entry.name, entry.version, entry.kind), []).append(entry)
-            removed: builtins.list[Entry] = []
-            kept: builtins.list[Entry] = []
-            for entries in groups.values():  # already in retention order
-                cut = len(entries) - keep_last
-                for index, entry in enumerate(entries):
-                    if index >= cut or entry.is_best or entry.pinned:
-                        kept.append(entry)
-                    else:
-                        removed.append(entry)
+            removed, kept = self._prune_plan(keep_last, name, version, kind)
             if not dry_run and removed:
                 # Rows first: a crash after this leaves unrecorded files, which sync adopts
                 # again, never records of files that are gone.
@@ -763,6 +800,26 @@ class ModelStore:
                 _fsync_dir(self.root)
                 logger.info("pruned %d files from %s", len(removed), self.root)
         return PruneResult(tuple(removed), tuple(kept), dry_run)
+
+    def _prune_plan(
+        self, keep_last: int, name: str | None, version: str | None, kind: EntryKind | None
+    ) -> tuple[builtins.list[Entry], builtins.list[Entry]]:
+        """What ``prune`` removes and keeps (see ``prune``)."""
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise StoreError(f"keep_last must be an integer >= 0, got {keep_last!r}")
+        groups: dict[tuple[str, str, str], builtins.list[Entry]] = {}
+        for entry in self.find(name, version, kind=kind):
+            groups.setdefault((entry.name, entry.version, entry.kind), []).append(entry)
+        removed: builtins.list[Entry] = []
+        kept: builtins.list[Entry] = []
+        for entries in groups.values():  # already in retention order
+            cut = len(entries) - keep_last
+            for index, entry in enumerate(entries):
+                if index >= cut or entry.is_best or entry.pinned:
+                    kept.append(entry)
+                else:
+                    removed.append(entry)
+        return removed, kept
 
     # -- consistency --------------------------------------------------------------------------
     def _store_files(self) -> builtins.list[str]:
@@ -866,7 +923,7 @@ class ModelStore:
             "untracked", file, "a store file the registry does not record; sync adopts it"
         )
 
-    def sync(self, *, accept_changed: bool = False) -> SyncReport:
+    def sync(self, *, accept_changed: bool = False, trackers: bool = False) -> SyncReport:
         """Reconcile the registry with the files, which are the source of truth.
 
         Rebuilds a missing or damaged registry from the files (``report.rebuilt`` says so),
@@ -875,7 +932,9 @@ class ModelStore:
         deletes leftovers of interrupted writes, re-chooses each best model (by the rule the
         registry or the files record) and copies it again to ``_best``. Any other file whose
         bytes changed since it was recorded stays refused (reported in ``problems``) unless
-        ``accept_changed``, which re-records it as it now is.
+        ``accept_changed``, which re-records it as it now is. With ``trackers``, then replays
+        to each of the store's trackers the saved models it lacks and moves its ``best``
+        aliases (``report.tracked``; failures are in ``problems``).
         """
         report = SyncReport()
         with self._lock:
@@ -909,6 +968,8 @@ class ModelStore:
             self._sync_adopt(adopt, report)
             self._sync_best(records, best_links, report)
             _fsync_dir(self.root)
+        if trackers:
+            self._sync_trackers(report)
         return report
 
     def _rebuild_registry_if_unusable(self) -> str | None:
@@ -1099,6 +1160,99 @@ class ModelStore:
         mode: Mode = "max" if holder.value >= max(values) else "min"
         return holder.metric, mode
 
+    # -- trackers -----------------------------------------------------------------------------
+    def tracked_save(self, entry: Entry) -> TrackedSave:
+        """What a tracker records of a saved model (the ranking rule from the registry).
+
+        >>> store.tracked_save(store.best()).file  # doctest: +SKIP
+        'video_interpreter_v1_acc_0.9.pth'
+        """
+        mode: str | None = None
+        with self.registry.connect() as conn:
+            record = self.registry.best_record(conn, entry.name, entry.version)
+        if record is not None and record.metric == entry.metric:
+            mode = record.mode
+        return TrackedSave(
+            file=entry.file,
+            name=entry.name,
+            version=entry.version,
+            metric=entry.metric,
+            mode=mode,
+            metrics=dict(entry.metrics),
+            epoch=entry.epoch,
+            sha256=entry.sha256,
+            created=entry.created,
+            notes=entry.notes,
+            store=self.location,
+        )
+
+    def _tracker_failed(self, tracker: Tracker, file: str, exc: BaseException) -> str:
+        message = (
+            f"{file} is saved in {self.location}, but tracker {tracker.url} did not record it: "
+            f"{exc}; `video-interpreter models sync --root {self.location} --trackers ...` "
+            "replays what it lacks"
+        )
+        self.tracker_errors.append(message)
+        logger.error("%s", message)
+        warnings.warn(TrackerWarning(message), stacklevel=4)
+        return message
+
+    def _mirror(
+        self, model: nn.Module, entry: Entry, trackers: Sequence[Tracker] | None = None
+    ) -> builtins.list[tuple[Tracker, str]]:
+        """Send one saved model to ``trackers`` (default: all); returns each failure. Never
+        raises: the model is already saved here, whatever a tracker does."""
+        trackers = self.trackers if trackers is None else trackers
+        if not trackers or entry.kind != "model":
+            return []
+        failures: builtins.list[tuple[Tracker, str]] = []
+        save = self.tracked_save(entry)
+        try:
+            with make_bundle(_unwrapped(model), save) as bundle:
+                for tracker in trackers:
+                    try:
+                        tracker.log_save(save, bundle, is_best=entry.is_best)
+                    except Exception as exc:  # any failure of a sink: the save stands
+                        failures.append((tracker, self._tracker_failed(tracker, entry.file, exc)))
+        except Exception as exc:  # the artifacts could not even be written
+            failures.extend((t, self._tracker_failed(t, entry.file, exc)) for t in trackers)
+        return failures
+
+    def _move_tracked_best(self, name: str, version: str, file: str) -> None:
+        for tracker in self.trackers:
+            try:
+                tracker.set_best(name, version, file)
+            except Exception as exc:
+                self._tracker_failed(tracker, file, exc)
+
+    def _sync_trackers(self, report: SyncReport) -> None:
+        """Replay to each tracker the saved models it lacks, then point its ``best`` alias at
+        the store's best models."""
+        models = sorted(self.list(kind="model"), key=lambda e: e.created)
+        for entry in models:
+            save = self.tracked_save(entry)
+            missing: builtins.list[Tracker] = []
+            for tracker in self.trackers:
+                try:
+                    if not tracker.has(save):
+                        missing.append(tracker)
+                except Exception as exc:
+                    report.problems.append(StoreProblem("tracker", entry.file, str(exc)))
+            if not missing:
+                continue
+            failed = self._mirror(self.load(entry), entry, missing)
+            report.problems.extend(StoreProblem("tracker", entry.file, m) for _, m in failed)
+            failed_trackers = {id(t) for t, _ in failed}
+            report.tracked.extend(
+                f"{entry.file} -> {t.url}" for t in missing if id(t) not in failed_trackers
+            )
+        for best in self.bests():
+            for tracker in self.trackers:
+                try:
+                    tracker.set_best(best.name, best.version, best.file)
+                except Exception as exc:
+                    report.problems.append(StoreProblem("tracker", best.file, str(exc)))
+
     # -- the README table ---------------------------------------------------------------------
     def render_table(self) -> str:
         """The registry as the Markdown table of ``models/README.md``."""
@@ -1117,6 +1271,15 @@ class ModelStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"cannot write the registry table to {target}: {exc}") from exc
         return target
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The ``VideoInterpreter`` inside a DDP or torch.compile wrapper (summaries and diagrams
+    trace the model itself)."""
+    for candidate in (model, getattr(model, "module", None), getattr(model, "_orig_mod", None)):
+        if isinstance(candidate, VideoInterpreter):
+            return candidate
+    return model
 
 
 def _matches(entry: Entry, name: str | None, version: str | None) -> bool:
