@@ -53,6 +53,7 @@ TOP_LEVEL_KEYS = (
     "input",
     "name",
     "neck",
+    "preprocess",
     "spec_version",
     "version",
 )

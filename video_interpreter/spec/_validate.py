@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import PathPart, Problem
 from ..layers import LAYERS, Graph, LayerRegistry, closest_names
 from ._limits import current_limits, limit_problem, repeated_blocks
+from ._preprocess import preprocess_problems
 from ._schema import schema_validator
 from ._source import SourceMap
 
@@ -75,6 +76,7 @@ def schema_problems(
     problems.extend(_value_problems(data, smap))
     problems.extend(_name_problems(data, smap, registry))
     problems.extend(_repeat_problems(data, smap))
+    problems.extend(preprocess_problems(data, smap))
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
 
 
