@@ -32,6 +32,7 @@ from ._naming import (
 from ._readme import END_MARKER, START_MARKER, render_table, replace_table
 from ._registry import Entry
 from ._store import (
+    CARDS_DIR,
     DEFAULT_ROOT,
     REGISTRY_FILE,
     EntryRef,
@@ -42,6 +43,7 @@ from ._store import (
 )
 
 __all__ = [
+    "CARDS_DIR",
     "DEFAULT_ROOT",
     "END_MARKER",
     "REGISTRY_FILE",
