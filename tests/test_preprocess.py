@@ -67,11 +67,11 @@ def test_videomae_section_equals_transformers_processor(size: tuple[int, int]) -
     model = build_model(_with_preprocess(VIDEOMAE, 224, 224), device="meta")
     processor = VideoMAEImageProcessor(image_mean=VIDEOMAE["mean"], image_std=VIDEOMAE["std"])
     clip = _clip((2, 3, 3, *size), seed=1)
-    videos = [list(video.transpose(0, 1)) for video in clip]  # per video, (C, H, W) frames
+    videos: Any = [list(video.transpose(0, 1)) for video in clip]  # per video, (C, H, W) frames
     expected = processor(videos, return_tensors="pt")["pixel_values"]  # (B, T, C, H, W)
     got = model.preprocess(clip).transpose(1, 2)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-    floats = [list(video.float().transpose(0, 1)) for video in clip]  # 0-255 floats
+    floats: Any = [list(video.float().transpose(0, 1)) for video in clip]  # 0-255 floats
     expected = processor(floats, return_tensors="pt")["pixel_values"]
     torch.testing.assert_close(
         model.preprocess(clip.float()).transpose(1, 2), expected, atol=1e-5, rtol=0

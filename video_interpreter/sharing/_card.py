@@ -41,8 +41,10 @@ class ModelCard:
     svg: bytes | None
 
 
-def _is_checkpoint(source: Source) -> bool:
-    return isinstance(source, str | Path) and Path(source).suffix.lower() in CHECKPOINT_SUFFIXES
+def _checkpoint_path(source: Source) -> Path | None:
+    if isinstance(source, str | Path) and Path(source).suffix.lower() in CHECKPOINT_SUFFIXES:
+        return Path(source)
+    return None
 
 
 def _spec_of(source: Source, metadata: CheckpointMetadata | None) -> ArchitectureSpec | None:
@@ -153,7 +155,8 @@ def model_card(
     """The card of a spec, model or checkpoint, rendered in memory (``write_model_card`` writes
     it). The figures are ``summarize(source)``'s; a checkpoint adds its training state, metrics,
     notes and sha256."""
-    metadata = read_metadata(source) if _is_checkpoint(source) else None
+    checkpoint = _checkpoint_path(source)
+    metadata = read_metadata(checkpoint) if checkpoint is not None else None
     spec = _spec_of(source, metadata)
     if spec is None:
         raise SpecError(
