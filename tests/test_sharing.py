@@ -267,3 +267,17 @@ def test_a_directory_without_config_lists_what_it_holds(tmp_path: Path) -> None:
         from_pretrained(directory)
     with pytest.raises(CheckpointError, match="neither a model directory"):
         from_pretrained(tmp_path / "nowhere")
+
+
+def test_pretrained_command_carries_the_checkpoints_training_record(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    directory = tmp_path / "shared"
+    assert main(["pretrained", str(checkpoint), str(directory), "--license", "mit"]) == 0
+    meta = _front_matter(directory / "README.md")
+    assert meta["metrics"] == ["acc", "top5"]
+    assert meta["license"] == "mit"
+    text = (directory / "README.md").read_text(encoding="utf-8")
+    assert "| epoch | 7 |" in text
+    assert "trained on MovingSquares" in text
+    assert main(["pretrained", str(checkpoint), str(checkpoint)]) == 1  # a file, not a folder
