@@ -216,3 +216,14 @@ def test_preprocess_values_that_cannot_work_are_located(tmp_path: Path) -> None:
         (10, "value_range [1, 0] is empty"),
         (11, "crop gives 12x16 frames, the input is 16x16"),
     }
+
+
+def test_a_section_given_on_its_own_is_validated() -> None:
+    with pytest.raises(SpecError) as caught:
+        Preprocess({"mean": [0.5] * 3, "sdt": [0.2] * 3, "crop": 8.5})
+    messages = sorted(p.message for p in caught.value.problems)
+    assert messages[0].startswith("expected centre crop: an integer (square) or [height, width]")
+    assert messages[1] == "missing required key 'std'"
+    assert messages[2].startswith("unknown key 'sdt'")
+    with pytest.raises(SpecError, match="mean has 3 values and std 2"):
+        Preprocess({"mean": [0.5] * 3, "std": [0.2] * 2})

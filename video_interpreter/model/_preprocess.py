@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..spec import resolve_preprocess
+
 __all__ = ["Preprocess"]
 
 
@@ -52,20 +54,21 @@ class Preprocess(nn.Module):
         self, section: Mapping[str, Any], *, device: torch.device | str | None = None
     ) -> None:
         super().__init__()
-        self.section = dict(section)
+        section = resolve_preprocess(section)
+        self.section = section
         shape = (1, len(section["mean"]), 1, 1)  # broadcast over (B * T, C, H, W)
         mean = torch.tensor(section["mean"], dtype=torch.float32, device=device).view(shape)
         std = torch.tensor(section["std"], dtype=torch.float32, device=device).view(shape)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
-        low, high = section.get("value_range", (0, 1))
+        low, high = section["value_range"]
         self.low, self.span = float(low), float(high) - float(low)
-        self.bgr = section.get("channel_order", "RGB") == "BGR"
-        self.resize = section.get("resize")
+        self.bgr = section["channel_order"] == "BGR"
+        self.resize: int | list[int] | None = section.get("resize")
         self.crop = _pair(section.get("crop"))
-        self.antialias = bool(section.get("antialias", True))
-        self.uint8_resize = str(section.get("uint8_resize", "round"))
-        self.crop_offset = str(section.get("crop_offset", "round"))
+        self.antialias = bool(section["antialias"])
+        self.uint8_resize = str(section["uint8_resize"])
+        self.crop_offset = str(section["crop_offset"])
 
     @property
     def channels(self) -> int:

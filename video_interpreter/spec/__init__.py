@@ -13,6 +13,7 @@ from ._spec import (
     SpecSource,
     load_spec,
 )
+from ._validate import resolve_preprocess
 
 __all__ = [
     "ARCHITECTURE_KEYS",
@@ -29,5 +30,6 @@ __all__ = [
     "known_spec_names",
     "load_spec",
     "raised_limits",
+    "resolve_preprocess",
     "schema_text",
 ]

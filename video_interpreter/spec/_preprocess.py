@@ -115,9 +115,10 @@ def preprocess_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
     """What the schema cannot say: one value per input channel, a stride or a rate (not both),
     a value range that is not empty, and a crop that gives the model its input size."""
     section = data.get("preprocess") if isinstance(data, dict) else None
-    clip = data.get("input") if isinstance(data, dict) else None
-    if not isinstance(section, dict) or not isinstance(clip, dict):
+    if not isinstance(section, dict):
         return
+    clip = data.get("input")
+    clip = clip if isinstance(clip, dict) else {}  # a section given on its own has no input
     channels = clip.get("channels")
     for key in ("mean", "std"):
         values = section.get(key)
@@ -128,6 +129,14 @@ def preprocess_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
                 ("preprocess", key),
                 value=values,
             )
+    mean, std = section.get("mean"), section.get("std")
+    lengths_differ = isinstance(mean, list) and isinstance(std, list) and len(mean) != len(std)
+    if lengths_differ and not isinstance(channels, int):  # with channels, said above
+        yield smap.problem(
+            f"mean has {len(mean)} values and std {len(std)}; give one of each per channel",
+            ("preprocess", "std"),
+            value=std,
+        )
     if "temporal_stride" in section and "fps" in section:
         yield smap.problem(
             "give temporal_stride or fps, not both: a clip is sampled by one of them",
