@@ -13,7 +13,6 @@ talks to the network except ``snapshot_download``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -197,7 +196,7 @@ def _download(
     repo_id: str, revision: str | None, cache_dir: str | Path | None, local_files_only: bool
 ) -> Path:
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants, snapshot_download
     except ImportError as exc:
         raise CheckpointError(
             f"{repo_id} looks like a Hub repository; loading one needs huggingface_hub "
@@ -212,11 +211,10 @@ def _download(
             allow_patterns=list(_FILES),
         )
     except OSError as exc:  # huggingface_hub's HTTP, offline and missing-entry errors alike
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         hint = (
             "; offline (HF_HUB_OFFLINE or local_files_only): download it once online, or "
             "pass a local directory"
-            if offline or local_files_only
+            if constants.HF_HUB_OFFLINE or local_files_only
             else ""
         )
         raise CheckpointError(f"cannot get {repo_id} from the Hub: {exc}{hint}") from exc
