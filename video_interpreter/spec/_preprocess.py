@@ -130,8 +130,12 @@ def preprocess_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
                 value=values,
             )
     mean, std = section.get("mean"), section.get("std")
-    lengths_differ = isinstance(mean, list) and isinstance(std, list) and len(mean) != len(std)
-    if lengths_differ and not isinstance(channels, int):  # with channels, said above
+    if (
+        isinstance(mean, list)
+        and isinstance(std, list)
+        and len(mean) != len(std)
+        and not isinstance(channels, int)  # with channels, said above
+    ):
         yield smap.problem(
             f"mean has {len(mean)} values and std {len(std)}; give one of each per channel",
             ("preprocess", "std"),
