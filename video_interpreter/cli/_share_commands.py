@@ -49,7 +49,8 @@ def _card(args: argparse.Namespace) -> int:
     out = write_model_card(
         args.source, check_output_file(args.output), license=args.license, notes=args.notes
     )
-    print(f"wrote {out} and {out.with_suffix('.svg')}")
+    drawing = out.with_suffix(".svg")
+    print(f"wrote {out} and {drawing}" if drawing.is_file() else f"wrote {out} (Mermaid inside)")
     return 0
 
 

@@ -8,6 +8,7 @@ carries (``read_metadata``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ def _preprocess_section(spec: ArchitectureSpec) -> list[str]:
         "Declared in the spec's `preprocess` section; `model.preprocess` applies it to raw "
         "`(B, C, T, H, W)` clips, uint8 (0-255) or float (in `value_range`):",
         "",
-        *_table([(f"`{k}`", f"`{v}`") for k, v in section.items()], ("key", "value")),
+        *_table([(f"`{k}`", f"`{json.dumps(v)}`") for k, v in section.items()], ("key", "value")),
         "",
         "```python",
         "clip = model.preprocess(raw)  # (B, C, T, H, W) uint8 -> normalised float",
