@@ -204,7 +204,6 @@ def test_preprocess_values_that_cannot_work_are_located(tmp_path: Path) -> None:
           temporal_stride: 2
           fps: 15
           value_range: [1, 0]
-          crop: [12, 16]
         """,
     )
     with pytest.raises(SpecError) as caught:
@@ -214,7 +213,6 @@ def test_preprocess_values_that_cannot_work_are_located(tmp_path: Path) -> None:
         (6, "mean has 2 values, the input has 3 channels"),
         (9, "give temporal_stride or fps, not both: a clip is sampled by one of them"),
         (10, "value_range [1, 0] is empty"),
-        (11, "crop gives 12x16 frames, the input is 16x16"),
     }
 
 

@@ -103,17 +103,10 @@ def fill_preprocess_defaults(data: dict[str, Any]) -> None:
         data["preprocess"] = dict(sorted(section.items(), key=lambda item: order.index(item[0])))
 
 
-def _pair(value: Any) -> tuple[int, int] | None:
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, list) and len(value) == 2:
-        return value[0], value[1]
-    return None
-
-
 def preprocess_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
     """What the schema cannot say: one value per input channel, a stride or a rate (not both),
-    a value range that is not empty, and a crop that gives the model its input size."""
+    and a value range that is not empty. A crop other than the input size is allowed: a spec
+    whose input is overridden smaller (a quick run) keeps its reference's preprocessing."""
     section = data.get("preprocess") if isinstance(data, dict) else None
     if not isinstance(section, dict):
         return
@@ -153,17 +146,4 @@ def preprocess_problems(data: Any, smap: SourceMap) -> Iterator[Problem]:
             f"value_range {bounds} is empty; write [low, high] with low < high, e.g. [0, 1]",
             ("preprocess", "value_range"),
             value=bounds,
-        )
-    wanted = (clip.get("height"), clip.get("width"))
-    final = "crop" if "crop" in section else "resize"
-    given = section.get(final)
-    # A resize to a shorter side leaves the other side to the clip: only [h, w] fixes both.
-    out = _pair(given) if final == "crop" or isinstance(given, list) else None
-    sized = all(isinstance(side, int) for side in wanted)
-    if out is not None and sized and out != wanted:
-        yield smap.problem(
-            f"{final} gives {out[0]}x{out[1]} frames, the input is {wanted[0]}x{wanted[1]}; "
-            f"make {final} [{wanted[0]}, {wanted[1]}] or change the input",
-            ("preprocess", final),
-            value=given,
         )
