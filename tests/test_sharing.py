@@ -281,3 +281,14 @@ def test_pretrained_command_carries_the_checkpoints_training_record(
     assert "| epoch | 7 |" in text
     assert "trained on MovingSquares" in text
     assert main(["pretrained", str(checkpoint), str(checkpoint)]) == 1  # a file, not a folder
+
+
+def test_without_graphviz_the_card_inlines_a_mermaid_drawing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `dot` to be found
+    out = write_model_card(tiny_spec(), tmp_path / "tiny.md")
+    text = out.read_text(encoding="utf-8")
+    assert "```mermaid\n---\ntitle: tiny v1\n---\nflowchart TB" in text
+    assert _front_matter(out)["model_name"] == "tiny"
+    assert not (tmp_path / "tiny.svg").exists()

@@ -170,9 +170,7 @@ def model_card(
         )
     target: Source = source if metadata is None else spec
     summary = summarize(target, depth=2)
-    sha256 = (
-        sha256_file(source) if metadata is not None and isinstance(source, str | Path) else None
-    )
+    sha256 = sha256_file(checkpoint) if checkpoint is not None else None
     data = _front_matter(spec, summary, metadata, sha256, license)
     diagram = build_diagram(target)
     try:
