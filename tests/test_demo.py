@@ -52,6 +52,18 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return folder, out.getvalue()
 
 
+def test_the_demo_writes_the_card_and_a_model_directory_beside_the_store(
+    finished: tuple[Path, str],
+) -> None:
+    folder, out = finished
+    (card,) = (folder / "store" / "cards").glob("*.md")  # the best model's
+    assert card.with_suffix(".svg").is_file()
+    directory = folder / "pretrained" / "tiny_r2plus1d_v1"
+    held = sorted(p.name for p in directory.iterdir())
+    assert held == ["README.md", "config.json", "diagram.svg", "model.safetensors"]
+    assert "from_pretrained gives the outputs of the stored best model: True" in out
+
+
 def test_the_demo_trains_into_the_store_and_shows_it(finished: tuple[Path, str]) -> None:
     folder, out = finished
     assert "no checkpoint of tiny_r2plus1d v1" in out

@@ -122,7 +122,7 @@ def _non_blank_non_comment(path: Path) -> list[str]:
 
 def test_x3d_s_is_short_and_its_family_only_overrides_scalars() -> None:
     assert len(_non_blank_non_comment(CONFIGS / "x3d_s.yaml")) < 40
-    scalar = re.compile(r"^(extends|name|description|input|arguments): ")
+    scalar = re.compile(r"^(extends|name|description|input|arguments|preprocess): ")
     for member in ("x3d_xs", "x3d_m", "x3d_l"):
         for line in _non_blank_non_comment(CONFIGS / f"{member}.yaml"):
             assert scalar.match(line), f"{member}: {line}"

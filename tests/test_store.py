@@ -612,3 +612,16 @@ def test_a_store_is_usable_from_a_relative_root(tmp_path: Path, monkeypatch: Any
     entry = store.save(tiny_model(), metrics={"acc": 0.5})
     assert entry.path == Path("models/saved_models/video_interpreter_v1_acc_0.5.pth")
     assert os.path.isfile(entry.path)
+
+
+def test_a_card_is_written_under_cards_on_request_and_is_not_a_store_file(
+    store: ModelStore,
+) -> None:
+    entry = store.save(tiny_model(), metrics={"acc": 0.5}, notes="first run", card=True)
+    stem = Path(entry.file).stem
+    files = Files(store)
+    assert files.exists(f"cards/{stem}.md")
+    assert "first run" in files.read(f"cards/{stem}.md").decode("utf-8")
+    assert store.verify() == []  # cards sit beside the store's files, not among them
+    plain = store.save(tiny_model(1), metrics={"acc": 0.6})
+    assert not files.exists(f"cards/{Path(plain.file).stem}.md")

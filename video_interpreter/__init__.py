@@ -48,7 +48,8 @@ from .layers import (
     features,
     register_layer,
 )
-from .model import VideoInterpreter, build_model
+from .model import Preprocess, VideoInterpreter, build_model
+from .sharing import from_pretrained, save_pretrained, write_model_card
 from .spec import ArchitectureSpec, Limits, architecture_schema, load_spec, raised_limits
 from .store import ModelStore
 from .summary import ModelSummary, summarize
@@ -79,6 +80,7 @@ __all__ = [
     "ModelSummary",
     "MovingSquares",
     "ParityReport",
+    "Preprocess",
     "Problem",
     "RegistrationError",
     "RegistryError",
@@ -98,6 +100,7 @@ __all__ = [
     "export_model",
     "features",
     "fit",
+    "from_pretrained",
     "load_checkpoint",
     "load_model",
     "load_spec",
@@ -108,6 +111,8 @@ __all__ = [
     "render_diagram",
     "resume",
     "save_model",
+    "save_pretrained",
     "sha256_file",
     "summarize",
+    "write_model_card",
 ]

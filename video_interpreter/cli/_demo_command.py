@@ -4,8 +4,9 @@ Validate every spec; train a small spec on ``MovingSquares`` for a few epochs wi
 ``training.fit`` (the loop ``examples/train.py`` runs), every epoch saved into the model store
 and the store pruned; show the store (files by the naming convention, the best model, what
 pruning removed, the registry table written into ``models/README.md``); summarise and draw the
-trained model; reload it with its sha256 checked and compare outputs. Run again after an
-interruption, it resumes from the store's latest checkpoint.
+trained model; reload it with its sha256 checked and compare outputs; write the best model's card
+into the store and a Hub-style model directory beside the store, and load that back. Run again
+after an interruption, it resumes from the store's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from ..data import MovingSquares
 from ..diagram import GraphvizNotFoundError, render_diagram
 from ..model import VideoInterpreter, build_model
+from ..sharing import from_pretrained, save_pretrained
 from ..spec import load_spec
 from ..store import Entry, ModelStore, format_value
 from ..summary import summarize
@@ -44,6 +46,12 @@ def register(commands: Any) -> None:
     demo.add_argument("--root", type=Path, default=Path("models/saved_models"), help="the store")
     demo.add_argument("--readme", type=Path, default=Path("models/README.md"))
     demo.add_argument("--diagram", type=Path, help="default: build/<spec name>.svg")
+    demo.add_argument(
+        "--pretrained",
+        type=Path,
+        help="the model directory to write (default: beside the store, "
+        "pretrained/<name>_<version>)",
+    )
     demo.add_argument("--epochs", type=positive_int, default=5)
     demo.add_argument("--clips", type=positive_int, default=512, help="training clips")
     demo.add_argument("--val-clips", type=positive_int, default=256, help="validation clips")
@@ -165,6 +173,10 @@ def _demo(args: argparse.Namespace) -> int:
     _section("reload from the store, sha256 checked")
     ok = _reload(store, model, best, val_set)
 
+    _section("share: the model card and a Hub-style model directory")
+    directory = args.pretrained or args.root.parent / "pretrained" / f"{spec.name}_{spec.version}"
+    ok = _share(store, best, directory, val_set) and ok
+
     _section("summary")
     print(
         f"best validation accuracy {format_value(best.value or 0.0)} (epoch {best.epoch}; "
@@ -232,6 +244,21 @@ def _reload(
         f"{'the same' if agrees else 'DIFFERENT'}"
     )
     return same and agrees
+
+
+def _share(store: ModelStore, best: Entry, directory: Path, val_set: MovingSquares) -> bool:
+    """The best model's card in the store, the model as a directory from_pretrained loads
+    with the same outputs."""
+    print(f"model card: {store.write_card(best)}")
+    save_pretrained(best.path, directory, notes=f"best {best.name} {best.version} of the demo")
+    held = ", ".join(sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")))
+    print(f"model directory: {directory} ({held})")
+    clips = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))])
+    stored, shared = store.load(best).eval(), from_pretrained(directory).eval()
+    with torch.inference_mode():
+        same = all(torch.equal(shared(clips)[h], stored(clips)[h]) for h in stored.spec.head_names)
+    print(f"  from_pretrained gives the outputs of the stored best model: {same}")
+    return same
 
 
 def _draw(model: torch.nn.Module, out: Path) -> str:

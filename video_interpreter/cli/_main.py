@@ -21,6 +21,7 @@ from . import (
     _demo_command,
     _distributed_commands,
     _export_command,
+    _share_commands,
     _spec_commands,
     _store_commands,
     _view_commands,
@@ -44,6 +45,7 @@ _GROUPS = (
     _store_commands,
     _distributed_commands,
     _export_command,
+    _share_commands,
     _demo_command,
 )
 

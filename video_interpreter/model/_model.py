@@ -7,9 +7,11 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..errors import Problem, SpecError
 from ..layers import NECK, Graph
 from ..layers.adaptation import AdaptRule, Head
 from ..spec import ArchitectureSpec
+from ._preprocess import Preprocess
 
 __all__ = ["VideoInterpreter"]
 
@@ -52,6 +54,26 @@ class VideoInterpreter(nn.Module):
             for name, head in self.heads.items()
             for key in head.state_dict()
         }
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The spec's ``preprocess`` section as a module (raw uint8 or float clips in, what this
+        model takes out), on the device of the model's weights; ``SpecError`` if the spec
+        declares none."""
+        section = self._spec.preprocess
+        if section is None:
+            raise SpecError(
+                [
+                    Problem(
+                        f"{self._spec.name}/{self._spec.version} declares no preprocess "
+                        "section; add one (mean, std, resize, crop...) to its spec",
+                        ("preprocess",),
+                        file=self._spec.source,
+                    )
+                ]
+            )
+        device = next((p.device for p in self.parameters() if not p.is_meta), None)
+        return Preprocess(section, device=device)
 
     def features(self, clip: torch.Tensor) -> torch.Tensor:
         """Backbone and neck only: what every head that names no input of its own receives."""

@@ -14,7 +14,7 @@ from ._spec import (
     SpecSource,
     load_spec,
 )
-from ._validate import document_problems
+from ._validate import document_problems, resolve_preprocess
 
 __all__ = [
     "ARCHITECTURE_KEYS",
@@ -35,5 +35,6 @@ __all__ = [
     "load_spec",
     "raised_limits",
     "read_document",
+    "resolve_preprocess",
     "schema_text",
 ]

@@ -55,6 +55,7 @@ TOP_LEVEL_KEYS = (
     "input",
     "name",
     "neck",
+    "preprocess",
     "spec_version",
     "version",
 )

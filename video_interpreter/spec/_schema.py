@@ -16,6 +16,7 @@ from jsonschema.exceptions import ValidationError
 
 from ..layers import INITS, LAYERS, NODE, POSITIVE_INT, LayerRegistry
 from ._blocks import ARGUMENTS_SCHEMA, INSTANCE_SCHEMA, TEMPLATE_SCHEMA
+from ._preprocess import PREPROCESS_SCHEMA
 
 __all__ = ["SCHEMA_ID", "architecture_schema", "export_schema", "schema_validator"]
 
@@ -94,6 +95,7 @@ def _assemble(registry: LayerRegistry) -> tuple[dict[str, Any], Draft202012Valid
                 "required": list(dims),
                 "additionalProperties": False,
             },
+            "preprocess": PREPROCESS_SCHEMA,
             "backbone": {"type": "array", "items": NODE, "minItems": 1},
             "neck": NODE,
             "heads": {

@@ -19,6 +19,7 @@ from ._blocks import expand_definitions
 from ._compose import Composed, compose
 from ._limits import Limits, current_limits, raised_limits
 from ._lookup import SPEC_SUFFIXES, find_spec_file, known_spec_names
+from ._preprocess import fill_preprocess_defaults
 from ._source import SourceMap
 from ._validate import schema_problems
 
@@ -39,6 +40,7 @@ _ORDER = (
     "description",
     "init",
     "input",
+    "preprocess",
     "backbone",
     "neck",
     "heads",
@@ -84,8 +86,9 @@ class ArchitectureSpec:
     """A spec after ``extends``, overrides, interpolation, validation and default filling.
 
     Immutable: ``to_dict()`` returns a fresh plain copy. Two specs are equal when their resolved
-    contents are; ``fingerprint`` hashes only the architecture (not name, version, description or
-    init), so a checkpoint can prove which architecture its weights belong to.
+    contents are; ``fingerprint`` hashes only the architecture (not name, version, description,
+    init or preprocess), so a checkpoint can prove which architecture its weights belong to;
+    ``preprocess_fingerprint`` hashes the preprocess section on its own.
     """
 
     _data: Mapping[str, Any]
@@ -120,6 +123,22 @@ class ArchitectureSpec:
     def input(self) -> ClipShape:
         clip = self._data["input"]
         return ClipShape(clip["channels"], clip["frames"], clip["height"], clip["width"])
+
+    @property
+    def preprocess(self) -> dict[str, Any] | None:
+        """The ``preprocess`` section (a fresh plain copy, defaults written out), or None."""
+        section = self._data.get("preprocess")
+        return None if section is None else dict(_thaw(section))
+
+    @property
+    def preprocess_fingerprint(self) -> str | None:
+        """sha256 of the preprocess section alone (None without one): the same weights fed
+        another way keep their architecture ``fingerprint`` and get another of these."""
+        section = self.preprocess
+        if section is None:
+            return None
+        text = json.dumps(_canonical_numbers(section), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def head_names(self) -> tuple[str, ...]:
@@ -270,6 +289,7 @@ def _resolve(composed: Composed, where: str | None, registry: LayerRegistry) -> 
         _fill_defaults(data["neck"], root, registry)
     for node in data["heads"].values():
         _fill_defaults(node, root, registry)
+    fill_preprocess_defaults(data)
     return ArchitectureSpec.from_resolved(data, source=where, smap=smap)
 
 

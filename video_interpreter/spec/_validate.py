@@ -19,13 +19,14 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from torch import nn
 
-from ..errors import PathPart, Problem
+from ..errors import PathPart, Problem, SpecError
 from ..layers import LAYERS, Graph, LayerRegistry, closest_names
 from ._limits import current_limits, limit_problem, repeated_blocks
+from ._preprocess import PREPROCESS_SCHEMA, fill_preprocess_defaults, preprocess_problems
 from ._schema import schema_validator
 from ._source import SourceMap
 
-__all__ = ["document_problems", "schema_problems"]
+__all__ = ["document_problems", "resolve_preprocess", "schema_problems"]
 
 _JSON_TYPES = {
     bool: "boolean",
@@ -75,6 +76,7 @@ def schema_problems(
     problems.extend(_value_problems(data, smap))
     problems.extend(_name_problems(data, smap, registry))
     problems.extend(_repeat_problems(data, smap))
+    problems.extend(preprocess_problems(data, smap))
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
 
 
@@ -90,6 +92,33 @@ def document_problems(data: Any, smap: SourceMap, schema: dict[str, Any]) -> lis
                 seen.add(key)
                 problems.append(problem)
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.column or 0))
+
+
+_SECTION_VALIDATOR = Draft202012Validator(
+    {"type": "object", "properties": {"preprocess": PREPROCESS_SCHEMA}}
+)
+
+
+def resolve_preprocess(section: Any) -> dict[str, Any]:
+    """A ``preprocess`` section given on its own (not in a spec), validated by the spec's schema
+    and with its defaults written out; ``SpecError`` listing every problem otherwise.
+
+        >>> resolve_preprocess({"mean": [0.5] * 3, "std": [0.25] * 3})["crop_offset"]
+        'round'
+    """
+    data: dict[str, Any] = {"preprocess": json.loads(json.dumps(section, default=str))}
+    smap = SourceMap()
+    problems = [
+        problem
+        for error in _SECTION_VALIDATOR.iter_errors(data)
+        for problem in _translate(error, smap, LAYERS)
+    ]
+    problems.extend(preprocess_problems(data, smap))
+    if problems:
+        raise SpecError(problems)
+    fill_preprocess_defaults(data)
+    resolved: dict[str, Any] = data["preprocess"]
+    return resolved
 
 
 # The last few strict validators (the spec schema's and any data file's), so validating a key

@@ -37,6 +37,7 @@ from ._readme import END_MARKER, START_MARKER, render_table, replace_table
 from ._registry import Entry
 from ._remote import MANIFEST_DIR, RemoteModelStore
 from ._store import (
+    CARDS_DIR,
     DEFAULT_ROOT,
     REGISTRY_FILE,
     EntryRef,
@@ -47,6 +48,7 @@ from ._store import (
 )
 
 __all__ = [
+    "CARDS_DIR",
     "DEFAULT_ROOT",
     "END_MARKER",
     "MANIFEST_DIR",

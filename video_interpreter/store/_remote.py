@@ -45,6 +45,7 @@ from ..checkpoint import resume as resume_checkpoint
 from ..checkpoint._remote import remote_failure, upload, url_filesystem
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
+from ..sharing import write_model_card
 from ..tracking import TrackedSave, Tracker
 from ._naming import (
     best_name,
@@ -57,6 +58,7 @@ from ._naming import (
 )
 from ._registry import BestRecord, Entry, EntryKind, Mode, RegistryRow
 from ._store import (
+    CARDS_DIR,
     EntryRef,
     ModelStore,
     PruneResult,
@@ -326,6 +328,7 @@ class RemoteModelStore(ModelStore):
         scheduler: Any = None,
         notes: str = "",
         on_conflict: Literal["suffix", "error"] = "suffix",
+        card: bool = False,
     ) -> Entry:
         values, value = _ranked_metrics(metrics, monitor, mode)
         spec = _spec_of(model)
@@ -344,8 +347,33 @@ class RemoteModelStore(ModelStore):
             metrics=values,
             notes=notes,
         )
+        if card:
+            self.write_card(entry)
         self._mirror(model, entry)
         return entry
+
+    def card_path(self, ref: EntryRef) -> Path:
+        """The key of a stored file's model card inside the store: ``cards/{file stem}.md``."""
+        return Path(CARDS_DIR) / f"{Path(self.get(ref).file).stem}.md"
+
+    def write_card(self, ref: EntryRef) -> Path:
+        """Write the model card of a stored file (and its diagram) under ``cards/``: made from a
+        temporary download of the file, then uploaded. Returns the card's key in the store."""
+        entry = self.get(ref)
+        key = self.card_path(entry)
+        with (
+            self._downloaded(entry.file) as local,
+            tempfile.TemporaryDirectory(prefix="vi-card-") as tmp,
+        ):
+            try:
+                write_model_card(local, Path(tmp) / key.name)
+            except (VideoInterpreterError, OSError) as exc:
+                raise StoreError(
+                    f"{entry.file} is saved, but its card could not be written: {exc}"
+                ) from exc
+            for written in sorted(Path(tmp).iterdir()):
+                self._put_file(written, posixpath.join(CARDS_DIR, written.name), exclusive=False)
+        return key
 
     def save_checkpoint(
         self,
@@ -766,7 +794,7 @@ class RemoteModelStore(ModelStore):
                     )
                 )
         for file in sorted(objects):
-            if file in recorded or file in links or file == MANIFEST_DIR:
+            if file in recorded or file in links or file in (MANIFEST_DIR, CARDS_DIR):
                 continue
             problems.append(self._classify_stray(file))
         return problems

@@ -45,6 +45,7 @@ from ..checkpoint import resume as resume_checkpoint
 from ..checkpoint._remote import is_url
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
+from ..sharing import write_model_card
 from ..spec import ArchitectureSpec
 from ..tracking import TrackedSave, Tracker, TrackerWarning, make_bundle
 from ._lock import StoreLock
@@ -70,6 +71,7 @@ from ._registry import (
 )
 
 __all__ = [
+    "CARDS_DIR",
     "DAMAGED_REGISTRY",
     "DEFAULT_ROOT",
     "LOCK_FILE",
@@ -85,6 +87,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("models/saved_models")
 REGISTRY_FILE = "registry.sqlite"
+CARDS_DIR = "cards"  # model cards written on request, beside (not among) the store's files
 LOCK_FILE = ".store.lock"
 _SIDE_FILES = (f"{REGISTRY_FILE}-wal", f"{REGISTRY_FILE}-shm", f"{REGISTRY_FILE}-journal")
 DAMAGED_REGISTRY = f"{REGISTRY_FILE}.damaged"  # where sync moves a registry it cannot read
@@ -346,13 +349,15 @@ class ModelStore:
         scheduler: Any = None,
         notes: str = "",
         on_conflict: Literal["suffix", "error"] = "suffix",
+        card: bool = False,
     ) -> Entry:
         """Save ``model`` as ``{name}_{version}_{monitor}_{value}.pth`` and record it.
 
         ``metrics[monitor]`` names the file and ranks the model: it becomes the best of its
         name and version when it beats the current best strictly (``mode="max"``: higher is
         better; ``"min"``: lower), and ``{name}_{version}_best.pth`` then points at it. A name
-        already taken gets ``-2``, ``-3``... (``on_conflict="error"`` refuses instead).
+        already taken gets ``-2``, ``-3``... (``on_conflict="error"`` refuses instead). With
+        ``card``, the model card (and its diagram) is written to ``cards/{file stem}.md``.
         """
         values, value = _ranked_metrics(metrics, monitor, mode)
         spec = _spec_of(model)
@@ -382,8 +387,27 @@ class ModelStore:
                 metrics=values,
                 notes=notes,
             )
+        if card:
+            self.write_card(entry)
         self._mirror(model, entry)
         return entry
+
+    def card_path(self, ref: EntryRef) -> Path:
+        """Where the model card of a stored file is written: ``cards/{file stem}.md``."""
+        return self.root / CARDS_DIR / f"{Path(self.get(ref).file).stem}.md"
+
+    def write_card(self, ref: EntryRef) -> Path:
+        """Write the model card of a stored file (its metrics, training state and notes
+        included) to ``card_path(ref)``, its diagram beside it."""
+        entry = self.get(ref)
+        out = self.card_path(entry)
+        try:
+            out.parent.mkdir(exist_ok=True)
+            return write_model_card(entry.path, out)
+        except (VideoInterpreterError, OSError) as exc:
+            raise StoreError(
+                f"{entry.file} is saved, but its card could not be written to {out}: {exc}"
+            ) from exc
 
     def save_checkpoint(
         self,
