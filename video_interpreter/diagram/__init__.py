@@ -7,33 +7,31 @@ On top of the flow, beside the summaries; traced on the meta device, so nothing 
 """
 
 from ._formats import to_dot, to_mermaid
-from ._graph import Box, Edge, Graph, Group, build_graph
+from ._graph import Box, Edge, Group
+from ._graph import Graph as Graph
+from ._graph import build_graph as build_graph
 from ._render import (
     FORMATS,
-    INSTALL_HINT,
     Diagram,
     DiagramError,
     DiagramFormatError,
     GraphvizNotFoundError,
     build_diagram,
-    format_for,
     render_diagram,
 )
+from ._render import INSTALL_HINT as INSTALL_HINT
+from ._render import format_for as format_for
 
 __all__ = [
     "FORMATS",
-    "INSTALL_HINT",
     "Box",
     "Diagram",
     "DiagramError",
     "DiagramFormatError",
     "Edge",
-    "Graph",
     "GraphvizNotFoundError",
     "Group",
     "build_diagram",
-    "build_graph",
-    "format_for",
     "render_diagram",
     "to_dot",
     "to_mermaid",

@@ -73,7 +73,7 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         check_parameters([parts.backbone, parts.neck, *parts.heads.values()], current_limits())
     except SpecError as exc:
         raise spec.locate(exc) from None
-    return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads, parts.taps)
+    return VideoInterpreter.from_parts(spec, parts.backbone, parts.neck, parts.heads, parts.taps)
 
 
 def materialize(
@@ -99,7 +99,7 @@ def build_model(
     overrides: Sequence[str] = (),
     device: DeviceLike = None,
     dtype: torch.dtype | None = None,
-    registry: LayerRegistry = LAYERS,
+    registry: LayerRegistry | None = None,
     limits: Limits | None = None,
 ) -> VideoInterpreter:
     """Build a ``VideoInterpreter`` from a spec file path, a spec name (``"v1"``), a mapping or
@@ -111,6 +111,7 @@ def build_model(
     spec and the model (default ``current_limits()``): parameters are counted on the meta
     device, before any weight is allocated.
     """
+    registry = LAYERS if registry is None else registry
     with raised_limits(limits or current_limits()):
         resolved = load_spec(spec, overrides=overrides, check_shapes=False, registry=registry)
         model = build_meta(resolved, registry)

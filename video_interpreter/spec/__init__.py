@@ -4,30 +4,24 @@ omegaconf and jsonschema are used here and nowhere else.
 """
 
 from ._limits import DEFAULT_LIMITS, Limits, current_limits, raised_limits
-from ._lookup import architecture_roots, find_spec_file, known_spec_names
-from ._schema import architecture_schema, export_schema, schema_text
-from ._spec import (
-    ARCHITECTURE_KEYS,
-    ArchitectureSpec,
-    ClipShape,
-    SpecSource,
-    load_spec,
-)
+from ._lookup import architecture_roots as architecture_roots
+from ._lookup import find_spec_file as find_spec_file
+from ._lookup import known_spec_names
+from ._schema import architecture_schema
+from ._schema import export_schema as export_schema
+from ._schema import schema_text as schema_text
+from ._spec import ARCHITECTURE_KEYS as ARCHITECTURE_KEYS
+from ._spec import ArchitectureSpec, ClipShape, SpecSource, load_spec
 
 __all__ = [
-    "ARCHITECTURE_KEYS",
     "DEFAULT_LIMITS",
     "ArchitectureSpec",
     "ClipShape",
     "Limits",
     "SpecSource",
-    "architecture_roots",
     "architecture_schema",
     "current_limits",
-    "export_schema",
-    "find_spec_file",
     "known_spec_names",
     "load_spec",
     "raised_limits",
-    "schema_text",
 ]

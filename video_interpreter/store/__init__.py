@@ -18,34 +18,21 @@ the registry is rebuilt from their embedded metadata by ``sync``; ``verify`` rep
 disagrees.
 """
 
-from ._naming import (
-    ParsedName,
-    best_name,
-    checkpoint_name,
-    format_value,
-    model_name,
-    parse_name,
-    sanitize_metric,
-    sanitize_name,
-    sanitize_version,
-)
-from ._readme import END_MARKER, START_MARKER, render_table, replace_table
+from ._naming import ParsedName, best_name, checkpoint_name, model_name, parse_name
+from ._naming import format_value as format_value
+from ._naming import sanitize_metric as sanitize_metric
+from ._naming import sanitize_name as sanitize_name
+from ._naming import sanitize_version as sanitize_version
+from ._readme import END_MARKER as END_MARKER
+from ._readme import START_MARKER as START_MARKER
+from ._readme import render_table
+from ._readme import replace_table as replace_table
 from ._registry import Entry
-from ._store import (
-    DEFAULT_ROOT,
-    REGISTRY_FILE,
-    EntryRef,
-    ModelStore,
-    PruneResult,
-    StoreProblem,
-    SyncReport,
-)
+from ._store import DEFAULT_ROOT, EntryRef, ModelStore, PruneResult, StoreProblem, SyncReport
+from ._store import REGISTRY_FILE as REGISTRY_FILE
 
 __all__ = [
     "DEFAULT_ROOT",
-    "END_MARKER",
-    "REGISTRY_FILE",
-    "START_MARKER",
     "Entry",
     "EntryRef",
     "ModelStore",
@@ -55,12 +42,7 @@ __all__ = [
     "SyncReport",
     "best_name",
     "checkpoint_name",
-    "format_value",
     "model_name",
     "parse_name",
     "render_table",
-    "replace_table",
-    "sanitize_metric",
-    "sanitize_name",
-    "sanitize_version",
 ]

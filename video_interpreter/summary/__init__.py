@@ -9,20 +9,20 @@ diagrams; torchinfo is used here and nowhere else.
     >>> print(s.to_markdown())                # or s.to_text(), s.to_json()
 """
 
-from ._report import LayerRow, ModelSummary, format_bytes, format_count
-from ._source import CHECKPOINT_SUFFIXES, ClipShape, Source, parse_clip_shape
+from ._report import LayerRow, ModelSummary
+from ._report import format_bytes as format_bytes
+from ._report import format_count as format_count
+from ._source import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES
+from ._source import ClipShape, Source, parse_clip_shape
 from ._summarize import summarize
 from ._trace import ShapeTrace, trace_shapes
 
 __all__ = [
-    "CHECKPOINT_SUFFIXES",
     "ClipShape",
     "LayerRow",
     "ModelSummary",
     "ShapeTrace",
     "Source",
-    "format_bytes",
-    "format_count",
     "parse_clip_shape",
     "summarize",
     "trace_shapes",
