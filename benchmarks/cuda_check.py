@@ -31,9 +31,9 @@ from torch import nn
 from video_interpreter.checkpoint import load_model
 from video_interpreter.distributed import consolidate, load_sharded, save_sharded, shard_model
 from video_interpreter.model import build_model
-from video_interpreter.zoo import convert_state_dict
+from video_interpreter.zoo import convert_state_dict, list_models
 
-ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
+ARCHS = tuple(list_models(library="torchvision"))
 CONVOLUTIONAL = {"r3d_18", "mc3_18", "r2plus1d_18", "s3d"}
 CUDA = torch.device("cuda")
 

@@ -23,8 +23,10 @@ def plain_pytorch_blocks() -> list[str]:
 def test_the_section_holds_both_snippets() -> None:
     blocks = plain_pytorch_blocks()
     assert len(blocks) == 2
-    assert "VideoInterpreter()" in blocks[0] and "load_state_dict(torch.load(" in blocks[0]
-    assert '"optimizer_state_dict"' in blocks[1] and '"epoch"' in blocks[1]
+    assert "VideoInterpreter()" in blocks[0]
+    assert "load_state_dict(torch.load(" in blocks[0]
+    assert '"optimizer_state_dict"' in blocks[1]
+    assert '"epoch"' in blocks[1]
 
 
 @pytest.mark.slow  # the default spec is full-size v1 (31.5 M parameters)
@@ -36,7 +38,8 @@ def test_snippets_run_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         exec(compile(block, str(README), "exec"), namespace)
     model = namespace["model"]
     assert isinstance(model, VideoInterpreter)
-    assert model.spec.name == "video_interpreter" and model.spec.version == "v1"
+    assert model.spec.name == "video_interpreter"
+    assert model.spec.version == "v1"
     assert namespace["epoch"] == 12
     # The loaded weights are the saved ones, and the training dict loads through load_model too.
     saved = tmp_path / "models" / "saved_models" / "video_interpreter_v1_acc_0.95.pth"

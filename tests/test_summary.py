@@ -18,13 +18,14 @@ from video_interpreter import CheckpointError, SpecError, build_model
 from video_interpreter.checkpoint import save_model
 from video_interpreter.cli import main
 from video_interpreter.summary import ModelSummary, parse_clip_shape, summarize
+from video_interpreter.zoo import list_models
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "architectures" / "configs"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 # Zoo specs with a torchvision counterpart, and v1, which is R(2+1)D-18.
-TORCHVISION_NAMES = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
+TORCHVISION_NAMES = tuple(list_models(library="torchvision"))
 ZOO = [("v1", "r2plus1d_18")] + [
     (path.stem, path.stem)
     for path in sorted(CONFIGS.glob("*.yaml"))

@@ -50,6 +50,7 @@ from .spec import ArchitectureSpec, Limits, architecture_schema, load_spec, rais
 from .store import ModelStore
 from .summary import ModelSummary, summarize
 from .training import EpochResult, fit
+from .zoo import ZooModel, list_models, model_info
 
 __version__ = "0.1.0"
 
@@ -84,6 +85,7 @@ __all__ = [
     "TrainingError",
     "VideoInterpreter",
     "VideoInterpreterError",
+    "ZooModel",
     "__version__",
     "architecture_schema",
     "build_model",
@@ -92,10 +94,12 @@ __all__ = [
     "export_model",
     "features",
     "fit",
+    "list_models",
     "load_checkpoint",
     "load_model",
     "load_spec",
     "load_weights",
+    "model_info",
     "raised_limits",
     "read_metadata",
     "register_layer",

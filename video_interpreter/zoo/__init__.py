@@ -26,8 +26,21 @@ import yaml
 
 from ..errors import CheckpointError, RegistryError
 from ..layers import closest_names
+from ._catalog import ZOO, Accuracy, Library, ZooModel, list_models, model_info
 
-__all__ = ["KeyMap", "MappedStateDict", "convert_state_dict", "key_map", "known_key_maps"]
+__all__ = [
+    "ZOO",
+    "Accuracy",
+    "KeyMap",
+    "Library",
+    "MappedStateDict",
+    "ZooModel",
+    "convert_state_dict",
+    "key_map",
+    "known_key_maps",
+    "list_models",
+    "model_info",
+]
 
 _KEY_MAPS = Path(__file__).resolve().parent / "key_maps"
 
