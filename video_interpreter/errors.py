@@ -24,6 +24,11 @@ Exception tree::
                                        quantise, or torchao missing (video_interpreter.compress)
 
 Every error says what failed, where, and what would be valid or what to do next.
+
+Warnings::
+
+    SpecShadowWarning(UserWarning)     a local spec file stands where a different shipped spec
+                                       of the same name exists (see the names-and-paths rule)
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "RegistrationError",
     "RegistryError",
     "SpecError",
+    "SpecShadowWarning",
     "StoreError",
     "TrainingError",
     "VideoInterpreterError",
@@ -131,6 +137,11 @@ class CheckpointError(VideoInterpreterError, ValueError):
 class CompressionError(VideoInterpreterError, ValueError):
     """A model cannot be quantised as asked, or a quantised model cannot be restored here
     (torchao, the optional ``compress`` extra, is not installed)."""
+
+
+class SpecShadowWarning(UserWarning):
+    """A spec path found a local file while a different shipped spec answers to the same name
+    or path: the local file is used, and the warning says how to pick the shipped one."""
 
 
 class StoreError(VideoInterpreterError, RuntimeError):

@@ -3,7 +3,8 @@ repeated blocks collapsed ("BasicBlock3d x 2"), as SVG/PNG (Graphviz) or DOT/Mer
 On top of the flow, beside the summaries; traced on the meta device, so nothing is allocated.
 
     >>> from video_interpreter.diagram import render_diagram
-    >>> render_diagram("v1", "v1.svg")         # or .png, .dot, .mmd; depth=3 opens one more level
+    >>> render_diagram("v1", "v1.mmd")         # or .svg, .png, .dot; depth=3 opens one more level
+    PosixPath('v1.mmd')
 """
 
 from ._formats import to_dot, to_mermaid

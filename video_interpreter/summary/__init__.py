@@ -7,6 +7,8 @@ diagrams; torchinfo is used here and nowhere else.
     >>> s.total_params, round(s.macs / 1e9, 3)
     (31505325, 40.519)
     >>> print(s.to_markdown())                # or s.to_text(), s.to_json()
+    **video_interpreter v1 (VideoInterpreter) on input (1, 3, 16, 112, 112), device meta, depth 3**
+    ...
 """
 
 from ._report import LayerRow, ModelSummary
