@@ -166,7 +166,7 @@ def check_nccl(folder: Path) -> list[str]:
             expected = only_head(model(clips))
         save_sharded(model, folder / "sharded", optimizer=optimizer, step=1)
         restored = shard_model("v1", init=False)
-        load_sharded(folder / "sharded", restored)
+        load_sharded(restored, folder / "sharded")
         restored.eval()
         with torch.no_grad():
             reloaded = only_head(restored(clips))

@@ -15,6 +15,7 @@ from typing import Literal, overload
 import torch
 from torch import nn
 
+from .._deprecation import deprecated, is_path
 from ..errors import CheckpointError
 from ..model import VideoInterpreter, build_meta
 from ..spec import ArchitectureSpec, SpecSource, load_spec
@@ -148,8 +149,8 @@ def load_model(
 
 
 def resume(
-    path: PathLike,
     model: nn.Module,
+    path: PathLike,
     optimizer: Stateful | None = None,
     scheduler: Stateful | None = None,
     *,
@@ -160,7 +161,23 @@ def resume(
     """Continue training from a ``.pth`` checkpoint: restore the model's weights (strictly, same
     architecture), the optimizer's and scheduler's states and the RNG states, so training goes
     on exactly as if it had never stopped. Returns the checkpoint (``epoch``, ``step``, ...).
+
+    The model comes first, then where its state comes from, as in ``load_weights`` and
+    ``load_sharded``; ``resume(path, model, ...)``, the order before 0.2, still works with a
+    ``DeprecationWarning``.
+
+    Examples:
+        >>> import torch
+        >>> from video_interpreter import build_model, resume, save_model
+        >>> model = build_model("tiny_r2plus1d")
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> _ = save_model(model, "epoch_3.pth", optimizer=optimizer, epoch=3)
+        >>> resume(model, "epoch_3.pth", optimizer).epoch
+        3
     """
+    if is_path(model) and isinstance(path, nn.Module):
+        deprecated("resume(path, model, ...) is now resume(model, path, ...)")
+        model, path = path, model
     target = unwrap_model(model)
     device = next((t.device for t in target.state_dict().values() if not t.is_meta), None)
     checkpoint = read_checkpoint(

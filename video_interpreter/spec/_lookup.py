@@ -17,11 +17,11 @@ does a project spec that differs from the packaged one of its name.
 from __future__ import annotations
 
 import filecmp
-import inspect
 import os
 import warnings
 from pathlib import Path
 
+from .._deprecation import user_stacklevel
 from ..errors import SpecShadowWarning
 
 __all__ = [
@@ -72,19 +72,6 @@ def _shipped(relative: str) -> list[Path]:
             if candidate.is_file():
                 found.append(candidate)
     return found
-
-
-_PACKAGE = str(Path(__file__).resolve().parent.parent)
-
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning raised by the caller at the first frame outside
-    this package (the user's line, whichever public function they called)."""
-    level, frame = 1, inspect.currentframe()
-    frame = frame.f_back if frame else None  # the function that will call warnings.warn
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 def _warn(local: Path, shipped: Path, wanted: str) -> None:
@@ -150,8 +137,8 @@ def find_spec_file(name: str | Path, *, relative_to: Path | None = None) -> Path
         return local
     if path.is_absolute():
         return None
-    shipped = _shipped(text)
-    return shipped[0] if shipped else None
+    candidates = _shipped(text)
+    return candidates[0] if candidates else None
 
 
 def known_spec_names() -> list[str]:

@@ -698,8 +698,8 @@ class ModelStore:
             )
         logger.info("resuming %s %s from %s", spec.name, spec.version, entry.file)
         return resume_checkpoint(
-            entry.path,
             model,
+            entry.path,
             optimizer,
             scheduler,
             verify=entry.sha256,
