@@ -65,3 +65,22 @@ def test_the_warning_points_at_the_callers_line(sharded: Path) -> None:
     with pytest.deprecated_call() as record:
         load_sharded(sharded, build_model("tiny_r2plus1d"))  # type: ignore[arg-type]
     assert record[0].filename == __file__
+
+
+def test_summary_source_is_now_model_source() -> None:
+    import video_interpreter.summary as summary
+
+    with pytest.deprecated_call(match="ModelSource"):
+        assert summary.Source is summary.ModelSource
+
+
+def test_one_clip_shape_and_one_depth_default() -> None:
+    import inspect
+
+    from video_interpreter.diagram import build_diagram, render_diagram
+    from video_interpreter.spec import ClipShape
+    from video_interpreter.summary import DEFAULT_DEPTH, parse_clip_shape, summarize
+
+    assert isinstance(parse_clip_shape("3x4x8x8"), ClipShape)
+    for function in (summarize, build_diagram, render_diagram):
+        assert inspect.signature(function).parameters["depth"].default == DEFAULT_DEPTH

@@ -123,7 +123,6 @@ WITHOUT_EXAMPLE: frozenset[str] = frozenset(
         "video_interpreter.store._naming.model_name",
         "video_interpreter.store._naming.parse_name",
         "video_interpreter.store._readme.render_table",
-        "video_interpreter.summary._source.parse_clip_shape",
         "video_interpreter.summary._summarize.summarize",
         "video_interpreter.summary._trace.trace_shapes",
         "video_interpreter.training._fit.evaluate",

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..diagram import DiagramFormatError, build_diagram, format_for, render_diagram
 from ..errors import SpecError
-from ..summary import parse_clip_shape, summarize
+from ..summary import DEFAULT_DEPTH, parse_clip_shape, summarize
 from ._arguments import (
     EXIT_INVALID,
     CommandError,
@@ -45,9 +45,9 @@ def register(commands: Any) -> None:
     summary.add_argument(
         "--depth",
         type=non_negative_int,
-        default=3,
+        default=DEFAULT_DEPTH,
         metavar="N",
-        help="module levels listed (default 3)",
+        help=f"module levels listed (default {DEFAULT_DEPTH})",
     )
     summary.set_defaults(handler=_summary)
 
@@ -72,7 +72,11 @@ def register(commands: Any) -> None:
         help="output format (default: from the file's suffix)",
     )
     diagram.add_argument(
-        "--depth", type=non_negative_int, default=2, metavar="N", help="levels opened (default 2)"
+        "--depth",
+        type=non_negative_int,
+        default=DEFAULT_DEPTH,
+        metavar="N",
+        help=f"levels opened (default {DEFAULT_DEPTH})",
     )
     diagram.add_argument(
         "--zoo",

@@ -13,12 +13,11 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..errors import VideoInterpreterError
-from ..summary import Source, trace_shapes
+from ..summary import DEFAULT_DEPTH, InputShape, ModelSource, trace_shapes
 from ._formats import to_dot, to_mermaid
 from ._graph import Graph, build_graph
 
@@ -167,10 +166,10 @@ def _run_dot(source: str, kind: str, *extra: str) -> bytes:
 
 
 def build_diagram(
-    source: Source,
+    source: ModelSource,
     *,
-    depth: int = 2,
-    input_shape: Any = None,
+    depth: int = DEFAULT_DEPTH,
+    input_shape: InputShape | None = None,
     device: torch.device | str = "meta",
 ) -> Diagram:
     """Trace a spec, checkpoint or model on the meta device and lay out its drawing."""
@@ -179,12 +178,12 @@ def build_diagram(
 
 
 def render_diagram(
-    source: Source,
+    source: ModelSource,
     out: str | Path,
     *,
     format: str | None = None,
-    depth: int = 2,
-    input_shape: Any = None,
+    depth: int = DEFAULT_DEPTH,
+    input_shape: InputShape | None = None,
 ) -> Path:
     """Draw a spec, checkpoint or model to ``out`` as SVG, PNG, DOT or Mermaid.
 

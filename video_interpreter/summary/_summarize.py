@@ -23,7 +23,7 @@ from torchinfo.torchinfo import clear_cached_forward_pass
 
 from ..errors import VideoInterpreterError
 from ._report import LayerRow, ModelSummary
-from ._source import CallStack, Source, resolve_source, running
+from ._source import DEFAULT_DEPTH, CallStack, InputShape, ModelSource, resolve_source, running
 
 __all__ = ["summarize", "unique_tensors"]
 
@@ -66,11 +66,11 @@ def _macs_by_path(model: nn.Module, counter: FlopCounterMode) -> Callable[[nn.Mo
 
 
 def summarize(
-    source: Source,
+    source: ModelSource,
     *,
-    input_shape: Any = None,
+    input_shape: InputShape | None = None,
     batch_size: int = 1,
-    depth: int = 3,
+    depth: int = DEFAULT_DEPTH,
     device: torch.device | str = "meta",
 ) -> ModelSummary:
     """Layer table, parameter counts, MACs/FLOPs and memory of a spec, checkpoint or model.

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import VideoInterpreterError
-from ._source import CallStack, Source, resolve_source, running
+from ._source import CallStack, InputShape, ModelSource, resolve_source, running
 
 __all__ = ["ShapeTrace", "trace_shapes"]
 
@@ -37,7 +37,10 @@ class ShapeTrace:
 
 
 def trace_shapes(
-    source: Source, *, input_shape: Any = None, device: torch.device | str = "meta"
+    source: ModelSource,
+    *,
+    input_shape: InputShape | None = None,
+    device: torch.device | str = "meta",
 ) -> ShapeTrace:
     subject = resolve_source(source, input_shape=input_shape, device=device)
     model = subject.model
