@@ -53,7 +53,7 @@ schema: setup
 	$(BIN)/video-interpreter schema
 
 bench: setup
-	for script in build zoo first_build load summary store distributed compress export; do \
+	for script in build zoo first_build load summary store distributed compress export cli_startup; do \
 	  $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 clean:

@@ -8,9 +8,13 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..store import DEFAULT_ROOT, Entry, ModelStore, format_value
+from ..store import DEFAULT_ROOT, Entry, format_value
+from ..store._registry import REGISTRY_FILE, Registry, existing_root, find_entries
+
+if TYPE_CHECKING:
+    from ..store import ModelStore
 from ._arguments import check_output_file, non_negative_int
 
 __all__ = ["register"]
@@ -84,7 +88,10 @@ def register(commands: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> ModelStore:
-    # Every command here works on a store that exists: none creates one.
+    # Every command here works on a store that exists: none creates one. Imported here: the
+    # store saves and loads models, so it imports torch, which listing does not need.
+    from ..store import ModelStore
+
     return ModelStore(args.root, create=False)
 
 
@@ -130,14 +137,16 @@ def _table(entries: Sequence[Entry]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _open(args)
-    entries = store.find(args.name, args.model_version, kind=args.kind)
+    # What ModelStore(root, create=False).find(...) does, through the registry alone (no torch).
+    root = existing_root(args.root)
+    registry = Registry(root / REGISTRY_FILE, root)
+    entries = find_entries(registry, args.name, args.model_version, kind=args.kind)
     if args.json:
         _print_json([e.to_dict() for e in entries])
     elif entries:
         print(_table(entries))
     else:
-        print(f"no files recorded in {store.root}")
+        print(f"no files recorded in {root}")
     return 0
 
 

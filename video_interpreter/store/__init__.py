@@ -16,8 +16,14 @@ File names: see ``_naming`` (``{name}_{version}_{metric}_{value}.pth``, 4 decima
 trailing zeros stripped; a taken name gets ``-2``, ``-3``...). The files are the source of truth:
 the registry is rebuilt from their embedded metadata by ``sync``; ``verify`` reports what
 disagrees.
+
+Names, the registry and its table import no torch; ``ModelStore`` and its result types, which
+save and load models, are imported on first use.
 """
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 from ._naming import ParsedName, best_name, checkpoint_name, model_name, parse_name
 from ._naming import format_value as format_value
 from ._naming import sanitize_metric as sanitize_metric
@@ -27,9 +33,16 @@ from ._readme import END_MARKER as END_MARKER
 from ._readme import START_MARKER as START_MARKER
 from ._readme import render_table
 from ._readme import replace_table as replace_table
-from ._registry import Entry
-from ._store import DEFAULT_ROOT, EntryRef, ModelStore, PruneResult, StoreProblem, SyncReport
-from ._store import REGISTRY_FILE as REGISTRY_FILE
+from ._registry import DEFAULT_ROOT, Entry
+from ._registry import REGISTRY_FILE as REGISTRY_FILE
+
+if TYPE_CHECKING:
+    from ._store import EntryRef, ModelStore, PruneResult, StoreProblem, SyncReport
+
+_ORIGINS = dict.fromkeys(
+    ("EntryRef", "ModelStore", "PruneResult", "StoreProblem", "SyncReport"), "._store"
+)
+__getattr__, __dir__ = lazy_attributes(__name__, _ORIGINS, globals())
 
 __all__ = [
     "DEFAULT_ROOT",

@@ -57,6 +57,8 @@ from ._naming import (
 )
 from ._readme import END_MARKER, START_MARKER, render_table, replace_table, write_atomically
 from ._registry import (
+    DEFAULT_ROOT,
+    REGISTRY_FILE,
     BestRecord,
     Entry,
     EntryKind,
@@ -64,6 +66,8 @@ from ._registry import (
     Registry,
     RegistryRow,
     UnusableRegistryError,
+    existing_root,
+    find_entries,
 )
 
 __all__ = [
@@ -80,8 +84,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ROOT = Path("models/saved_models")
-REGISTRY_FILE = "registry.sqlite"
 LOCK_FILE = ".store.lock"
 _SIDE_FILES = (f"{REGISTRY_FILE}-wal", f"{REGISTRY_FILE}-shm", f"{REGISTRY_FILE}-journal")
 DAMAGED_REGISTRY = f"{REGISTRY_FILE}.damaged"  # where sync moves a registry it cannot read
@@ -245,13 +247,8 @@ class ModelStore:
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            if self.root.exists():
-                raise StoreError(f"{self.root} is not a directory; pass the store's directory")
-            if not create:
-                raise StoreError(
-                    f"no model store at {self.root}; save a model there first, or pass the "
-                    "store's directory (--root)"
-                )
+            if self.root.exists() or not create:
+                existing_root(self.root)  # raises, saying what to pass
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -595,21 +592,7 @@ class ModelStore:
         pinned: bool | None = None,
     ) -> builtins.list[Entry]:
         """Recorded files matching every criterion given."""
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        for column, wanted in (("name", name), ("version", version), ("kind", kind)):
-            if wanted is not None:
-                clauses.append(f"{column} = ?")
-                params.append(wanted)
-        if metric is not None:
-            clauses.append("metric = ?")
-            params.append(metric)
-        if pinned is not None:
-            clauses.append("pinned = ?")
-            params.append(int(pinned))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self.registry.connect() as conn:
-            return self.registry.entries(conn, where, tuple(params))
+        return find_entries(self.registry, name, version, kind=kind, metric=metric, pinned=pinned)
 
     def get(self, ref: EntryRef) -> Entry:
         """The entry of a file name or path in this store (a ``_best.pth`` name gives the best
