@@ -56,7 +56,13 @@ PathPart = str | int
 
 
 def format_spec_path(path: Iterable[PathPart]) -> str:
-    """Render a spec path the way users write it: ``backbone[3].kernel_size``."""
+    """Render a spec path the way users write it: ``backbone[3].kernel_size``.
+
+    Examples:
+        >>> from video_interpreter.errors import format_spec_path
+        >>> format_spec_path(["backbone", 2, "depth"])
+        'backbone[2].depth'
+    """
     out = ""
     for part in path:
         if isinstance(part, int):

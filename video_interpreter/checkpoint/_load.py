@@ -43,6 +43,13 @@ def load_checkpoint(
 
     ``verify`` (a sha256 hex digest) is checked before any tensor is read. A file holding
     arbitrary pickled objects is refused unless ``trust_pickle=True``.
+
+    Examples:
+        >>> from video_interpreter import build_model, load_checkpoint, save_model
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth", epoch=2)
+        >>> checkpoint = load_checkpoint("tiny.pth")
+        >>> checkpoint.epoch, checkpoint.spec.name
+        (2, 'tiny_r2plus1d')
     """
     return read_checkpoint(
         path, verify=verify, map_location=map_location, trust_pickle=trust_pickle
@@ -51,7 +58,14 @@ def load_checkpoint(
 
 def read_metadata(path: PathLike) -> CheckpointMetadata:
     """Everything but the tensors' values, cheaply: the header of a ``.safetensors`` file, the
-    pickled index of a ``.pth`` (tensors mapped, never read)."""
+    pickled index of a ``.pth`` (tensors mapped, never read).
+
+    Examples:
+        >>> from video_interpreter import build_model, read_metadata, save_model
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth", notes="first run")
+        >>> read_metadata("tiny.pth").notes                  # no tensor is read
+        'first run'
+    """
     return read_checkpoint(path, metadata_only=True).metadata
 
 
@@ -124,6 +138,13 @@ def load_model(
     (``save_model(..., dtype=torch.bfloat16)``, buffers included, so the model runs), else
     its tensors' own. Every tensor converted is listed under "cast" in the load report,
     which ``return_report=True`` returns beside the model.
+
+    Examples:
+        >>> from video_interpreter import build_model, load_model, save_model
+        >>> saved = save_model(build_model("tiny_r2plus1d"), "tiny.safetensors")
+        >>> model = load_model("tiny.safetensors", verify=saved.sha256)  # spec from the file
+        >>> model.spec.name
+        'tiny_r2plus1d'
     """
     checkpoint = read_checkpoint(
         path, verify=verify, map_location=device or "cpu", trust_pickle=trust_pickle

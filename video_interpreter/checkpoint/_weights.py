@@ -289,6 +289,16 @@ def load_weights(
     weight, a float step counter) is a mismatch. A source whose architecture fingerprint
     differs from the model's is refused with a diff of the two specs unless
     ``allow_spec_change=True``, whatever ``reinit`` or ``inflate`` say.
+
+    Examples:
+        >>> from video_interpreter import build_model, load_weights, save_model
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth")
+        >>> wider = build_model("tiny_r2plus1d", overrides=["heads.action.num_classes=7"])
+        >>> report = load_weights(
+        ...     wider, "tiny.pth", reinit=["heads.action.*"], allow_spec_change=True
+        ... )
+        >>> report.ok
+        True
     """
     return apply_weights(
         model,

@@ -110,6 +110,15 @@ def build_model(
     (default CPU) and initialised once with the spec's ``init`` scheme. ``limits`` bounds the
     spec and the model (default ``current_limits()``): parameters are counted on the meta
     device, before any weight is allocated.
+
+    Examples:
+        >>> import torch
+        >>> from video_interpreter import build_model
+        >>> model = build_model("tiny_r2plus1d", overrides=["heads.action.num_classes=3"])
+        >>> model(torch.zeros(1, 3, 8, 32, 32))["action"].shape
+        torch.Size([1, 3])
+        >>> build_model("r3d_18", device="meta").spec.name     # shapes only: nothing allocated
+        'r3d_18'
     """
     registry = LAYERS if registry is None else registry
     with raised_limits(limits or current_limits()):

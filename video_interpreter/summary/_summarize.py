@@ -80,6 +80,14 @@ def summarize(
     is built on meta, and a given model runs on meta stand-ins of its tensors. A given model's
     tensors, devices and train/eval modes are restored before this returns. ``depth`` limits
     the rows listed (the model is depth 0), not what is counted.
+
+    Examples:
+        >>> from video_interpreter import summarize
+        >>> summary = summarize("tiny_r2plus1d")            # on the meta device: nothing allocated
+        >>> summary.total_params, summary.input_shape
+        (52696, (1, 3, 8, 32, 32))
+        >>> summarize("tiny_r2plus1d", input_shape="3x16x32x32").macs > summary.macs
+        True
     """
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")

@@ -72,10 +72,25 @@ class MappedStateDict:
 
 
 def known_key_maps(source: str = "torchvision") -> list[str]:
+    """The architectures with a shipped key map from ``source``'s state dicts.
+
+    Examples:
+        >>> from video_interpreter.zoo import known_key_maps
+        >>> "r3d_18" in known_key_maps("torchvision"), "x3d_s" in known_key_maps("pytorchvideo")
+        (True, True)
+    """
     return sorted(p.stem for p in (_KEY_MAPS / source).glob("*.yaml"))
 
 
 def key_map(architecture: str, source: str = "torchvision") -> KeyMap:
+    """The key map that renames ``source``'s state-dict keys for ``architecture``'s spec; an
+    unknown one is a ``RegistryError`` naming the closest known.
+
+    Examples:
+        >>> from video_interpreter.zoo import key_map
+        >>> key_map("r3d_18").source
+        'torchvision'
+    """
     path = _KEY_MAPS / source / f"{architecture}.yaml"
     if not path.is_file():
         known = known_key_maps(source)
