@@ -36,6 +36,14 @@ def convert_checkpoint(
     A plain state dict needs ``spec=``. Optimizer and scheduler state cannot go into
     ``.safetensors``; converting a training checkpoint there needs ``drop_training_state=True``.
     A storage precision (``save_model(..., dtype=...)``) is kept.
+
+    Examples:
+        >>> from video_interpreter import build_model, read_metadata, save_model
+        >>> from video_interpreter.checkpoint import convert_checkpoint
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth", epoch=1)
+        >>> _ = convert_checkpoint("tiny.pth", "tiny.safetensors")
+        >>> read_metadata("tiny.safetensors").format
+        'safetensors'
     """
     destination = Path(destination)
     checkpoint = read_checkpoint(

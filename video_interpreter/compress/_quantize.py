@@ -51,7 +51,17 @@ _SCHEME_ATTRIBUTE = "quantization_scheme"
 
 
 def quantization_scheme(model: nn.Module) -> str | None:
-    """The name of the scheme ``quantize`` applied to ``model`` (None: not quantised)."""
+    """The name of the scheme ``quantize`` applied to ``model`` (None: not quantised).
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.compress import quantization_scheme, quantize
+        >>> model = build_model("tiny_r2plus1d")
+        >>> quantization_scheme(model) is None
+        True
+        >>> quantization_scheme(quantize(model, "int8_weight_only"))
+        'int8_weight_only'
+    """
     name = getattr(unwrap_model(model), _SCHEME_ATTRIBUTE, None)
     return name if isinstance(name, str) else None
 
@@ -96,6 +106,14 @@ def quantize(model: nn.Module, scheme: str) -> VideoInterpreter:
     ``scheme`` is one of ``SCHEMES`` (``"int8_weight_only"``, ``"int8_dynamic"``); both
     quantise the weights of ``nn.Linear`` layers only (see ``video_interpreter.compress``
     for what is covered per layer type). Needs torchao (the ``compress`` extra).
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.compress import load_quantized, quantize, save_quantized
+        >>> quantized = quantize(build_model("tiny_r2plus1d"), "int8_weight_only")
+        >>> _ = save_quantized(quantized, "tiny_int8.safetensors")
+        >>> load_quantized("tiny_int8.safetensors").spec.name
+        'tiny_r2plus1d'
     """
     chosen = get_scheme(scheme)
     torchao = require_torchao(f"quantize(..., {scheme!r})")

@@ -37,7 +37,13 @@ def _dot_item(item: Item, indent: str, out: list[str]) -> None:
 
 
 def to_dot(graph: Graph) -> str:
-    """Graphviz DOT text: clusters for groups, dashed edges for call order."""
+    """Graphviz DOT text: clusters for groups, dashed edges for call order.
+
+    Examples:
+        >>> from video_interpreter.diagram import build_diagram
+        >>> build_diagram("tiny_r2plus1d").to_dot().startswith("digraph")
+        True
+    """
     out = [
         "digraph architecture {",
         f'  label="{_dot_text(graph.title)}";',
@@ -93,7 +99,13 @@ def _groups(items: list[Item]) -> list[Group]:
 
 
 def to_mermaid(graph: Graph) -> str:
-    """Mermaid flowchart text (renders on GitHub and in most Markdown viewers)."""
+    """Mermaid flowchart text (renders on GitHub and in most Markdown viewers).
+
+    Examples:
+        >>> from video_interpreter.diagram import build_diagram
+        >>> "flowchart TB" in build_diagram("tiny_r2plus1d").to_mermaid()
+        True
+    """
     out = ["---", f"title: {_mermaid_text(graph.title)}", "---", "flowchart TB"]
     for item in graph.items:
         _mermaid_item(item, "  ", out)

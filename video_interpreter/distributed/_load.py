@@ -51,7 +51,15 @@ _SHOWN = 8
 
 
 def read_sharded_metadata(directory: str | Path) -> ShardedCheckpointMetadata:
-    """A sharded checkpoint's metadata and spec, without reading a tensor."""
+    """A sharded checkpoint's metadata and spec, without reading a tensor.
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.distributed import read_sharded_metadata, save_sharded
+        >>> _ = save_sharded(build_model("tiny_r2plus1d"), "run/epoch_4", epoch=4)
+        >>> read_sharded_metadata("run/epoch_4").epoch
+        4
+    """
     metadata, _ = read_manifest(directory)
     return metadata
 

@@ -59,6 +59,13 @@ def register_init(scheme: InitScheme) -> InitScheme:
 
 
 def get_init(name: str) -> InitScheme:
+    """The init scheme a spec names in ``init``; an unknown name lists the known ones.
+
+    Examples:
+        >>> from video_interpreter.layers import get_init
+        >>> get_init("resnet").name
+        'resnet'
+    """
     try:
         return INITS[name]
     except KeyError:

@@ -42,6 +42,14 @@ def trace_shapes(
     input_shape: InputShape | None = None,
     device: torch.device | str = "meta",
 ) -> ShapeTrace:
+    """The shape after every module of a spec, checkpoint or model for one clip, traced on
+    ``device`` (the meta device by default: nothing allocated); what diagrams are drawn from.
+
+    Examples:
+        >>> from video_interpreter.summary import trace_shapes
+        >>> trace_shapes("tiny_r2plus1d").input_shape
+        ClipShape(channels=3, frames=8, height=32, width=32)
+    """
     subject = resolve_source(source, input_shape=input_shape, device=device)
     model = subject.model
     shapes: dict[str, Shape] = {}

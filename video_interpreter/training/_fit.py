@@ -108,7 +108,15 @@ def evaluate(
     model: nn.Module, dataset: Examples, *, head: str | None = None, batch_size: int = 64
 ) -> tuple[float, float]:
     """Mean cross-entropy and top-1 accuracy of ``model``'s ``head`` on ``dataset``, in eval
-    mode (the model's mode is put back)."""
+    mode (the model's mode is put back).
+
+    Examples:
+        >>> from video_interpreter import MovingSquares, build_model
+        >>> from video_interpreter.training import evaluate
+        >>> loss, accuracy = evaluate(build_model("tiny_r2plus1d"), MovingSquares("val", size=16))
+        >>> 0.0 <= accuracy <= 1.0
+        True
+    """
     name = _head_of(model, head)
     was_training = model.training
     model.eval()

@@ -111,7 +111,20 @@ def key_map(architecture: str, source: str = "torchvision") -> KeyMap:
 def convert_state_dict(
     architecture: str, state_dict: Mapping[str, torch.Tensor], source: str = "torchvision"
 ) -> MappedStateDict:
-    """Rename ``state_dict``'s keys to those of the spec ``architecture`` by its rule file."""
+    """Rename ``state_dict``'s keys to those of the spec ``architecture`` by its rule file.
+
+    Examples:
+        >>> import torch
+        >>> import torchvision
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.zoo import convert_state_dict
+        >>> with torch.device("meta"):
+        ...     reference = torchvision.models.video.r3d_18()
+        >>> mapped = convert_state_dict("r3d_18", reference.state_dict())
+        >>> model = build_model("r3d_18", device="meta")
+        >>> model.load_state_dict(mapped.state_dict, strict=True, assign=True)
+        <All keys matched successfully>
+    """
     rules = key_map(architecture, source)
     out = MappedStateDict({})
     for key, tensor in state_dict.items():
