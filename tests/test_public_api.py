@@ -73,24 +73,6 @@ def public_functions() -> list[tuple[str, object]]:
     return sorted(seen.values(), key=lambda item: item[0])
 
 
-# Public functions whose docstrings do not carry an example yet. This list only shrinks: a new
-# public function needs an example, and a test below fails when one here gains an example.
-WITHOUT_EXAMPLE: frozenset[str] = frozenset(
-    {
-        "video_interpreter.checkpoint._convert.import_state_dict",
-        "video_interpreter.cli._main.main",
-        "video_interpreter.compress._measure.agreement",
-        "video_interpreter.compress._measure.compress_checkpoint",
-        "video_interpreter.compress._quantize.load_quantized",
-        "video_interpreter.compress._quantize.save_quantized",
-        "video_interpreter.distributed._shard.shard_model",
-        "video_interpreter.distributed._units.sharding_units",
-        "video_interpreter.layers.init.register_init",
-        "video_interpreter.store._readme.render_table",
-        "video_interpreter.training._fit.fit",
-        "video_interpreter.training._fit.train_one_epoch",
-    }
-)
 
 
 def has_example(function: object) -> bool:

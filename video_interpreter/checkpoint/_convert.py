@@ -95,7 +95,17 @@ def import_state_dict(
 ) -> tuple[SavedCheckpoint, LoadReport]:
     """Import another library's state dict (e.g. torchvision's ``r2plus1d_18``) as a checkpoint
     of the spec ``architecture``: keys renamed by the zoo's key map, loaded strictly, saved in
-    this package's format. Returns the saved file and the load report (renames included)."""
+    this package's format. Returns the saved file and the load report (renames included).
+
+    Examples:
+        >>> import torch
+        >>> import torch, torchvision
+        >>> from video_interpreter.checkpoint import import_state_dict
+        >>> torch.save(torchvision.models.video.r3d_18().state_dict(), "r3d_18_torchvision.pth")
+        >>> saved, report = import_state_dict("r3d_18", "r3d_18_torchvision.pth", "r3d_18.pth")
+        >>> report.ok
+        True
+    """
     checkpoint = read_checkpoint(source, map_location="cpu")
     mapped = convert_state_dict(architecture, checkpoint.state_dict, library)
     model = build_model(architecture, device="meta")

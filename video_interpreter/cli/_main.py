@@ -139,6 +139,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``video-interpreter`` command with ``argv`` (default: the process's arguments)
+    and return its exit code; errors are printed, never raised.
+
+    Examples:
+        >>> from video_interpreter.cli import main
+        >>> main(["validate", "v1"])
+        ok  v1  (video_interpreter v1, ...)
+        0
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = _parser_for(arguments).parse_args(arguments)
     try:
