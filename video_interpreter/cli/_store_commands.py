@@ -16,6 +16,7 @@ from ..store._registry import REGISTRY_FILE, Registry, existing_root, find_entri
 if TYPE_CHECKING:
     from ..store import ModelStore
 from ._arguments import check_output_file, non_negative_int
+from ._progress import Progress
 
 __all__ = ["register"]
 
@@ -245,7 +246,11 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     store = _open(args)
-    problems = store.verify(hashes=not args.no_hash)
+    shown = Progress(0, "hashing" if not args.no_hash else "checking")
+    try:
+        problems = store.verify(hashes=not args.no_hash, progress=shown.advance)
+    finally:
+        shown.close()
     if args.json:
         _print_json([p.to_dict() for p in problems])
     elif problems:

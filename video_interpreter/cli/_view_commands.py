@@ -17,6 +17,7 @@ from ._arguments import (
     check_output_file,
     non_negative_int,
 )
+from ._progress import Progress
 
 __all__ = ["DEFAULT_CONFIGS", "DEFAULT_DIAGRAMS", "register"]
 
@@ -133,16 +134,21 @@ def _zoo(configs: Path, out_dir: Path, depth: int) -> int:
     if not specs:
         raise CommandError(f"no spec files (*.yaml, *.yml, *.json) in {configs}")
     failed = 0
-    for spec in specs:
+    shown = Progress(len(specs), "drawing")
+    for done, spec in enumerate(specs, 1):
+        shown.step(done, spec.stem)
         try:
             drawing = build_diagram(spec, depth=depth)
         except SpecError as exc:
+            shown.close()
             failed += 1
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             continue
-        for suffix in _ZOO_FORMATS:
-            print(f"wrote {drawing.render(out_dir / (spec.stem + suffix))}")
+        written = [drawing.render(out_dir / (spec.stem + suffix)) for suffix in _ZOO_FORMATS]
+        shown.close()
+        for path in written:
+            print(f"wrote {path}")
     names = {p.stem for p in specs}
     stale = sorted(p for p in out_dir.glob("*") if p.suffix in _ZOO_FORMATS and p.stem not in names)
     for path in stale:

@@ -23,7 +23,7 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -759,18 +759,35 @@ class ModelStore:
             if p.name not in _OWN_FILES and p.name != LOCK_FILE and (p.is_file() or p.is_symlink())
         )
 
-    def verify(self, *, hashes: bool = True) -> builtins.list[StoreProblem]:
+    def verify(
+        self,
+        *,
+        hashes: bool = True,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> builtins.list[StoreProblem]:
         """Every disagreement between the directory and the registry: recorded files that are
         missing or changed (sha256, or only size without ``hashes``), unrecorded store files,
         leftovers of interrupted writes, foreign files, and stale best links. Empty when all is
-        well. Nothing is changed; ``sync`` repairs what can be repaired."""
+        well. Nothing is changed; ``sync`` repairs what can be repaired. ``progress(done,
+        total, file)`` is called before each recorded file is checked (hashing is the long
+        part).
+
+        Examples:
+            >>> from video_interpreter import ModelStore, build_model
+            >>> store = ModelStore("store")
+            >>> _ = store.save(build_model("tiny_r2plus1d"), metrics={"acc": 0.5}, epoch=1)
+            >>> store.verify()
+            []
+        """
         problems: builtins.list[StoreProblem] = []
         with self.registry.connect() as conn:
             entries = self.registry.entries(conn)
             records = self.registry.best_records(conn)
         recorded = {e.file: e for e in entries}
         best_files = {best_name(r.name, r.version): r for r in records}
-        for entry in entries:
+        for done, entry in enumerate(entries, 1):
+            if progress is not None:
+                progress(done, len(entries), entry.file)
             problem = self._check_entry(entry, hashes=hashes)
             if problem is not None:
                 problems.append(problem)
