@@ -31,9 +31,9 @@ from torch import nn
 from video_interpreter.checkpoint import load_model
 from video_interpreter.distributed import consolidate, load_sharded, save_sharded, shard_model
 from video_interpreter.model import build_model
-from video_interpreter.zoo import convert_state_dict
+from video_interpreter.zoo import convert_state_dict, list_models
 
-ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
+ARCHS = tuple(list_models(library="torchvision"))
 CONVOLUTIONAL = {"r3d_18", "mc3_18", "r2plus1d_18", "s3d"}
 CUDA = torch.device("cuda")
 
@@ -166,7 +166,7 @@ def check_nccl(folder: Path) -> list[str]:
             expected = only_head(model(clips))
         save_sharded(model, folder / "sharded", optimizer=optimizer, step=1)
         restored = shard_model("v1", init=False)
-        load_sharded(folder / "sharded", restored)
+        load_sharded(restored, folder / "sharded")
         restored.eval()
         with torch.no_grad():
             reloaded = only_head(restored(clips))

@@ -17,7 +17,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
+from video_interpreter.zoo import list_models
+
+ARCHS = tuple(list_models(library="torchvision"))
 
 _SCRIPT = """
 import sys, time

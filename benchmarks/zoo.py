@@ -39,9 +39,9 @@ from torch import nn
 from video_interpreter.errors import VideoInterpreterError
 from video_interpreter.model import build_model
 from video_interpreter.spec import find_spec_file, load_spec
-from video_interpreter.zoo import convert_state_dict, known_key_maps
+from video_interpreter.zoo import convert_state_dict, known_key_maps, list_models
 
-TORCHVISION = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
+TORCHVISION = tuple(list_models(library="torchvision"))
 PYTORCHVIDEO = (
     "x3d_s",
     "x3d_m",

@@ -56,7 +56,7 @@ def test_resumed_training_is_bit_identical_to_uninterrupted_training(tmp_path: P
 
     _seed(12345)  # a fresh process: other seeds, other initial weights, fresh optimizer
     resumed = _trainer(seed=99)
-    checkpoint = resume(path, *resumed)
+    checkpoint = resume(resumed[0], path, *resumed[1:])
     assert (checkpoint.epoch, checkpoint.step) == (0, 3)
     _train(resumed, 4)
 
@@ -80,7 +80,7 @@ def test_without_rng_restoration_the_continuation_differs(tmp_path: Path) -> Non
     _train(uninterrupted, 2)
     _seed(12345)
     resumed = _trainer(seed=99)
-    resume(path, *resumed, restore_rng=False)
+    resume(resumed[0], path, *resumed[1:], restore_rng=False)
     _train(resumed, 2)
     assert not torch.equal(
         uninterrupted[0].get_parameter("heads.action.fc.weight"),
@@ -92,8 +92,8 @@ def test_resume_needs_the_optimizer_state_it_is_asked_to_restore(tmp_path: Path)
     model, optimizer, _ = _trainer(seed=0)
     saved = save_model(model, tmp_path / "weights.safetensors")
     with pytest.raises(CheckpointError, match=r"holds no optimizer state \(safetensors"):
-        resume(saved.path, model, optimizer)
-    resume(saved.path, model)  # weights alone are fine
+        resume(model, saved.path, optimizer)
+    resume(model, saved.path)  # weights alone are fine
 
 
 def test_resume_refuses_another_architecture_with_a_diff(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_resume_refuses_another_architecture_with_a_diff(tmp_path: Path) -> None
     saved = save_model(model, tmp_path / "run.pth", optimizer=optimizer)
     other = tiny_model(num_classes=3)
     with pytest.raises(CheckpointError, match="num_classes: 3"):
-        resume(saved.path, other)
+        resume(other, saved.path)
 
 
 def test_resume_reads_the_seed_training_dict(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_resume_reads_the_seed_training_dict(tmp_path: Path) -> None:
         path,
     )
     target, target_optimizer, _ = _trainer(seed=5)
-    checkpoint = resume(path, target, target_optimizer)
+    checkpoint = resume(target, path, target_optimizer)
     assert checkpoint.epoch == 1
     weight = "backbone.0.weight"
     assert torch.equal(target.get_parameter(weight), model.get_parameter(weight))

@@ -17,15 +17,14 @@ from video_interpreter import SpecError, build_model
 from video_interpreter.checkpoint import save_model
 from video_interpreter.cli import main
 from video_interpreter.diagram import (
-    JOINT,
     Diagram,
     DiagramFormatError,
     GraphvizNotFoundError,
     build_diagram,
     format_for,
-    pathways,
     render_diagram,
 )
+from video_interpreter.diagram._graph import JOINT, pathways
 
 CONFIGS = Path(__file__).resolve().parent.parent / "architectures" / "configs"
 

@@ -186,14 +186,14 @@ def two_ranks(rank: int, folder: Path) -> None:
     scramble_random_generators(SEED + 99)
     resumed = shard_model(SPEC, init=False)
     resumed_optimizer = new_optimizer(resumed, lr=5.0)
-    metadata = load_sharded(folder / "ckpt", resumed, resumed_optimizer)
+    metadata = load_sharded(resumed, folder / "ckpt", resumed_optimizer)
     resumed_losses = [
         train_step(resumed, resumed_optimizer, step, rank) for step in range(SAVED_AT, STEPS)
     ]
 
     # Resharding: a checkpoint written by one process, a single file, a directory.
     one_process = shard_model(SPEC, init=False)
-    load_sharded(folder / "one_process_ckpt", one_process)
+    load_sharded(one_process, folder / "one_process_ckpt")
     loaded = {
         "from_one_process": full_state(one_process),
         "from_file": full_state(load_sharded_model(folder / "consolidated.pth")),
@@ -284,7 +284,7 @@ def test_a_checkpoint_from_two_ranks_loads_in_one_process_with_equal_outputs(
     runs: Path, result: dict[str, Any]
 ) -> None:
     model = build_model(SPEC, device="meta")
-    metadata = load_sharded(runs / "ckpt", model)
+    metadata = load_sharded(model, runs / "ckpt")
     torch.testing.assert_close(model.state_dict(), result["model"])
     model.eval()
     with torch.no_grad():
@@ -355,7 +355,7 @@ def test_a_consolidated_checkpoint_resumes_training_in_one_process(
 ) -> None:
     model = build_model(SPEC)
     optimizer = new_optimizer(model, lr=5.0)
-    resume(runs / "consolidated.pth", model, optimizer)
+    resume(model, runs / "consolidated.pth", optimizer)
     assert optimizer.param_groups[0]["lr"] == 1e-2
     torch.testing.assert_close(model.state_dict(), result["model"])
     train_step(model, optimizer, SAVED_AT, 0)  # the optimizer state fits its parameters
@@ -416,7 +416,7 @@ def test_saving_works_when_torch_returns_its_index_without_the_file_list(
     saved = save_sharded(tiny_model(), tmp_path / "ckpt")
     assert "__0_0.distcp" in saved.files
     model = build_model(SPEC, device="meta")
-    load_sharded(tmp_path / "ckpt", model)
+    load_sharded(model, tmp_path / "ckpt")
     torch.testing.assert_close(model.state_dict(), tiny_model().state_dict())
 
 
@@ -424,7 +424,7 @@ def test_overwrite_replaces_a_checkpoint_whole(tmp_path: Path) -> None:
     save_sharded(tiny_model(1), tmp_path / "ckpt", step=1)
     save_sharded(tiny_model(2), tmp_path / "ckpt", step=2, overwrite=True)
     model = build_model(SPEC, device="meta")
-    assert load_sharded(tmp_path / "ckpt", model).step == 2
+    assert load_sharded(model, tmp_path / "ckpt").step == 2
     torch.testing.assert_close(model.state_dict(), tiny_model(2).state_dict())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
@@ -452,7 +452,7 @@ def test_a_scheduler_state_round_trips(tmp_path: Path) -> None:
     fresh = tiny_model(5)
     fresh_optimizer = new_optimizer(fresh)
     fresh_scheduler = torch.optim.lr_scheduler.StepLR(fresh_optimizer, step_size=9, gamma=0.1)
-    load_sharded(tmp_path / "ckpt", fresh, fresh_optimizer, scheduler=fresh_scheduler)
+    load_sharded(fresh, tmp_path / "ckpt", fresh_optimizer, scheduler=fresh_scheduler)
     assert fresh_scheduler.state_dict() == scheduler.state_dict()
     assert fresh_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
 
@@ -463,14 +463,14 @@ def test_loading_into_another_architecture_shows_the_spec_diff(tmp_path: Path) -
         {**SPEC, "heads": {"action": {"type": "ClassificationHead", "num_classes": 7}}}
     )
     with pytest.raises(CheckpointError, match=r"(?s)holds architecture .*num_classes: 7"):
-        load_sharded(tmp_path / "ckpt", other)
+        load_sharded(other, tmp_path / "ckpt")
 
 
 def test_loading_optimizer_state_that_was_not_saved_is_refused(tmp_path: Path) -> None:
     save_sharded(tiny_model(), tmp_path / "ckpt")
     model = tiny_model()
     with pytest.raises(CheckpointError, match=r"holds no optimizer state"):
-        load_sharded(tmp_path / "ckpt", model, new_optimizer(model))
+        load_sharded(model, tmp_path / "ckpt", new_optimizer(model))
 
 
 def test_another_optimizer_s_state_is_refused_naming_both(tmp_path: Path) -> None:
@@ -480,13 +480,13 @@ def test_another_optimizer_s_state_is_refused_naming_both(tmp_path: Path) -> Non
     save_sharded(model, tmp_path / "ckpt", optimizer=optimizer)
     sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     with pytest.raises(CheckpointError, match=r"SGD optimizer \(saved: AdamW\) state does not fit"):
-        load_sharded(tmp_path / "ckpt", model, sgd)
+        load_sharded(model, tmp_path / "ckpt", sgd)
 
 
 def test_a_plain_module_with_other_keys_is_refused_listing_them(tmp_path: Path) -> None:
     save_sharded(tiny_model(), tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match=r"missing from the checkpoint: 0\.bias, 0\.weight"):
-        load_sharded(tmp_path / "ckpt", torch.nn.Sequential(torch.nn.Linear(2, 2)))
+        load_sharded(torch.nn.Sequential(torch.nn.Linear(2, 2)), tmp_path / "ckpt")
 
 
 def test_a_corrupted_shard_fails_verification(tmp_path: Path) -> None:
@@ -496,7 +496,7 @@ def test_a_corrupted_shard_fails_verification(tmp_path: Path) -> None:
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"__0_0\.distcp has sha256 .* corrupt"):
-        load_sharded(tmp_path / "ckpt", tiny_model())
+        load_sharded(tiny_model(), tmp_path / "ckpt")
 
 
 def test_an_altered_spec_file_is_detected(tmp_path: Path) -> None:
@@ -518,7 +518,7 @@ def test_an_index_that_would_run_code_is_refused(tmp_path: Path) -> None:
     save_sharded(tiny_model(), tmp_path / "ckpt")
     (tmp_path / "ckpt" / ".metadata").write_bytes(pickle.dumps(_RunsCode()))
     with pytest.raises(CheckpointError, match=r"refusing os\.getenv"):
-        load_sharded(tmp_path / "ckpt", tiny_model(), verify=False)
+        load_sharded(tiny_model(), tmp_path / "ckpt", check_digests=False)
 
 
 def test_a_directory_that_is_not_a_checkpoint_is_named(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Resuming sharded training: a parameter that never had a gradient (a head the loss leaves
-out), and the README's training loop run as written on gloo without a GPU."""
+out), and the sharding tutorial's training loop run as written on gloo without a GPU."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_load_sharded_resumes_when_a_parameter_never_had_a_gradient(tmp_path: Pa
     torch.manual_seed(1)
     resumed = build_model(two_head_spec())
     resumed_optimizer = torch.optim.AdamW(resumed.parameters(), lr=1e-2)
-    assert load_sharded(tmp_path / "last", resumed, resumed_optimizer).step == 1
+    assert load_sharded(resumed, tmp_path / "last", resumed_optimizer).step == 1
     unused = resumed.get_parameter("heads.aux.fc.weight")
     assert unused not in resumed_optimizer.state  # as in the optimizer that saved
     assert len(resumed_optimizer.state) == len(optimizer.state)
@@ -63,9 +63,8 @@ def test_load_sharded_resumes_when_a_parameter_never_had_a_gradient(tmp_path: Pa
 
 
 def _readme_training_script() -> str:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Several GPUs", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
+    page = (REPO / "docs" / "tutorials" / "sharding.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", page, re.S)
     assert code is not None
     return code.group(1)
 
@@ -79,7 +78,7 @@ def _free_port() -> int:
 
 def test_the_readme_training_loop_runs_and_resumes_on_gloo_without_a_gpu(tmp_path: Path) -> None:
     script = _readme_training_script()
-    # The README's own code, shortened: a two-head tiny spec, 4 steps, a save every 2.
+    # The tutorial's own code, shortened: a two-head tiny spec, 4 steps, a save every 2.
     for old, new in (
         ('"configs/v1.yaml"', '"two_heads.json"'),
         ("range(start, 10_000)", "range(start, STOP)"),

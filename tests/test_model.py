@@ -13,6 +13,7 @@ from torch import nn
 from video_interpreter import BuildError, VideoInterpreter, build_model
 from video_interpreter.model import build_meta, initialize
 from video_interpreter.spec import load_spec
+from video_interpreter.zoo import list_models
 
 from .conftest import TINY_SPEC
 
@@ -130,7 +131,7 @@ def test_validating_and_building_in_a_fresh_process_runs_no_torch_op_of_note() -
     """Types propagate in plain Python, modules are only constructed on meta and storage comes
     from torch.empty, so torch's symbolic-shape machinery (sympy, about 0.7 s to import with
     torch.fx) and its compiler stay unimported."""
-    names = ["v1", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t"]
+    names = ["v1", *list_models(library="torchvision")]
     names += ["tiny_transformer", "tiny_mvit", "tiny_swin", "tiny_resnet", "tiny_two_pathway"]
     script = (
         "import sys\n"

@@ -257,7 +257,7 @@ def test_sharded_checkpoints_save_to_and_load_from_an_s3_url(
 
     fresh = tiny_model(6)
     fresh_optimizer = torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9)
-    loaded = load_sharded(url, fresh, fresh_optimizer)
+    loaded = load_sharded(fresh, url, fresh_optimizer)
     assert (loaded.step, loaded.notes) == (10, "remote")
     for key, value in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
@@ -267,4 +267,4 @@ def test_sharded_checkpoints_save_to_and_load_from_an_s3_url(
     clip = torch.randn(1, 3, 4, 16, 16)
     assert torch.equal(outputs(load_model(single.path), clip), outputs(model, clip))
     with pytest.raises(CheckpointError, match="holds no sharded checkpoint"):
-        load_sharded(f"{s3_bucket}/runs/nothing", fresh)
+        load_sharded(fresh, f"{s3_bucket}/runs/nothing")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from video_interpreter.zoo import list_models
+
 from .zoo_parity import (
     check_init_matches,
     check_key_map_covers_every_key,
@@ -16,7 +18,7 @@ from .zoo_parity import (
     check_weight_modules_match,
 )
 
-ARCHS = ["r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t"]
+ARCHS = list_models(library="torchvision")
 
 
 @pytest.mark.parametrize("arch", ARCHS)

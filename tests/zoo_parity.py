@@ -14,16 +14,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from video_interpreter.model import build_model
-from video_interpreter.zoo import MappedStateDict, convert_state_dict
+from video_interpreter.zoo import MappedStateDict, convert_state_dict, list_models, model_info
 
-# torchvision's published input sizes (C, T, H, W) for its video models' "_ops" figures.
+# torchvision's published input sizes (C, T, H, W) for its video models' "_ops" figures: the
+# zoo metadata's clips.
 INPUT_SIZES: dict[str, tuple[int, int, int, int]] = {
-    "r3d_18": (3, 16, 112, 112),
-    "mc3_18": (3, 16, 112, 112),
-    "r2plus1d_18": (3, 16, 112, 112),
-    "s3d": (3, 16, 224, 224),
-    "mvit_v2_s": (3, 16, 224, 224),
-    "swin3d_t": (3, 16, 224, 224),
+    name: model_info(name).clip for name in list_models(library="torchvision")
 }
 
 

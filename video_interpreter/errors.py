@@ -30,6 +30,11 @@ Exception tree::
                                        quantise, or torchao missing (video_interpreter.compress)
 
 Every error says what failed, where, and what would be valid or what to do next.
+
+Warnings::
+
+    SpecShadowWarning(UserWarning)     a local spec file stands where a different shipped spec
+                                       of the same name exists (see the names-and-paths rule)
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ __all__ = [
     "RegistrationError",
     "RegistryError",
     "SpecError",
+    "SpecShadowWarning",
     "StoreError",
     "TrainingError",
     "VideoInterpreterError",
@@ -58,7 +64,13 @@ PathPart = str | int
 
 
 def format_spec_path(path: Iterable[PathPart]) -> str:
-    """Render a spec path the way users write it: ``backbone[3].kernel_size``."""
+    """Render a spec path the way users write it: ``backbone[3].kernel_size``.
+
+    Examples:
+        >>> from video_interpreter.errors import format_spec_path
+        >>> format_spec_path(["backbone", 2, "depth"])
+        'backbone[2].depth'
+    """
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -161,6 +173,11 @@ class AdaptationError(CheckpointError):
 class CompressionError(VideoInterpreterError, ValueError):
     """A model cannot be quantised as asked, or a quantised model cannot be restored here
     (torchao, the optional ``compress`` extra, is not installed)."""
+
+
+class SpecShadowWarning(UserWarning):
+    """A spec path found a local file while a different shipped spec answers to the same name
+    or path: the local file is used, and the warning says how to pick the shipped one."""
 
 
 class StoreError(VideoInterpreterError, RuntimeError):

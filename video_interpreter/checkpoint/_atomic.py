@@ -100,7 +100,15 @@ def atomic_write(path: Path) -> Iterator[HashingWriter]:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file's bytes, read in large chunks (hex digest)."""
+    """The sha256 of a file's bytes, read in large chunks (hex digest).
+
+    Examples:
+        >>> from pathlib import Path
+        >>> from video_interpreter import sha256_file
+        >>> _ = Path("hello.txt").write_text("hello")
+        >>> sha256_file("hello.txt")[:16]
+        '2cf24dba5fb0a30e'
+    """
     digest = hashlib.sha256()
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)

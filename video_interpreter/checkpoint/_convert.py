@@ -90,6 +90,14 @@ def convert_checkpoint(
 
         saved, report = convert_checkpoint("k400.pth", "ten.pth", spec="ten.yaml", adapt=True,
                                            return_report=True)
+
+    Examples:
+        >>> from video_interpreter import build_model, read_metadata, save_model
+        >>> from video_interpreter.checkpoint import convert_checkpoint
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth", epoch=1)
+        >>> _ = convert_checkpoint("tiny.pth", "tiny.safetensors")
+        >>> read_metadata("tiny.safetensors").format
+        'safetensors'
     """
     destination = Path(destination)
     checkpoint = read_checkpoint(
@@ -168,6 +176,14 @@ def import_state_dict(
 
         saved, report = import_state_dict("i3d_r50", "resnet50.pth", "i3d.safetensors",
                                           library="torchvision_image", adapt=True)
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from video_interpreter.checkpoint import import_state_dict
+        >>> torch.save(torchvision.models.video.r3d_18().state_dict(), "r3d_18_torchvision.pth")
+        >>> saved, report = import_state_dict("r3d_18", "r3d_18_torchvision.pth", "r3d_18.pth")
+        >>> report.ok
+        True
     """
     rules = _key_map_for(architecture, library, key_map)
     if spec is None:
@@ -351,10 +367,17 @@ def import_transformers(
     loaded strictly (``import_state_dict``). Returns the saved file and the load report (renames
     and dropped keys).
 
-    Example::
-
-        saved, report = import_transformers("videomae-base-finetuned-kinetics", "videomae.pth")
-        model = load_model(saved.path)   # takes (B, C, T, H, W) clips
+    Examples:
+        >>> import transformers
+        >>> from video_interpreter import load_model
+        >>> from video_interpreter.checkpoint import import_transformers
+        >>> config = transformers.VideoMAEConfig(
+        ...     image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=32,
+        ...     num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=3)
+        >>> transformers.VideoMAEForVideoClassification(config).save_pretrained("videomae")
+        >>> saved, report = import_transformers("videomae", "videomae.safetensors")
+        >>> report.ok, load_model(saved.path).spec.input
+        (True, ClipShape(channels=3, frames=4, height=32, width=32))
     """
     folder = Path(directory)
     if not folder.is_dir():

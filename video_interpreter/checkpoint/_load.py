@@ -15,6 +15,7 @@ from typing import Literal, overload
 import torch
 from torch import nn
 
+from .._deprecation import deprecated, is_path
 from ..errors import CheckpointError
 from ..model import VideoInterpreter, build_meta
 from ..spec import ArchitectureSpec, SpecSource, load_spec
@@ -44,6 +45,13 @@ def load_checkpoint(
 
     ``verify`` (a sha256 hex digest) is checked before any tensor is read. A file holding
     arbitrary pickled objects is refused unless ``trust_pickle=True``.
+
+    Examples:
+        >>> from video_interpreter import build_model, load_checkpoint, save_model
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth", epoch=2)
+        >>> checkpoint = load_checkpoint("tiny.pth")
+        >>> checkpoint.epoch, checkpoint.spec.name
+        (2, 'tiny_r2plus1d')
     """
     return read_checkpoint(
         path, verify=verify, map_location=map_location, trust_pickle=trust_pickle
@@ -52,7 +60,14 @@ def load_checkpoint(
 
 def read_metadata(path: PathLike) -> CheckpointMetadata:
     """Everything but the tensors' values, cheaply: the header of a ``.safetensors`` file, the
-    pickled index of a ``.pth`` (tensors mapped, never read)."""
+    pickled index of a ``.pth`` (tensors mapped, never read).
+
+    Examples:
+        >>> from video_interpreter import build_model, read_metadata, save_model
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth", notes="first run")
+        >>> read_metadata("tiny.pth").notes                  # no tensor is read
+        'first run'
+    """
     return read_checkpoint(path, metadata_only=True).metadata
 
 
@@ -144,6 +159,13 @@ def load_model(
     ``MLFLOW_TRACKING_URI``), read from its artifacts without unpickling anything::
 
         model = load_model("models:/v1@best")
+
+    Examples:
+        >>> from video_interpreter import build_model, load_model, save_model
+        >>> saved = save_model(build_model("tiny_r2plus1d"), "tiny.safetensors")
+        >>> model = load_model("tiny.safetensors", verify=saved.sha256)  # spec from the file
+        >>> model.spec.name
+        'tiny_r2plus1d'
     """
     if is_url(path):
         # A URL: a temporary local copy, checked against the sha256 its source records.
@@ -192,8 +214,8 @@ def _load_model(
 
 
 def resume(
-    path: PathLike,
     model: nn.Module,
+    path: PathLike,
     optimizer: Stateful | None = None,
     scheduler: Stateful | None = None,
     *,
@@ -204,7 +226,23 @@ def resume(
     """Continue training from a ``.pth`` checkpoint: restore the model's weights (strictly, same
     architecture), the optimizer's and scheduler's states and the RNG states, so training goes
     on exactly as if it had never stopped. Returns the checkpoint (``epoch``, ``step``, ...).
+
+    The model comes first, then where its state comes from, as in ``load_weights`` and
+    ``load_sharded``; ``resume(path, model, ...)``, the order before 0.2, still works with a
+    ``DeprecationWarning``.
+
+    Examples:
+        >>> import torch
+        >>> from video_interpreter import build_model, resume, save_model
+        >>> model = build_model("tiny_r2plus1d")
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> _ = save_model(model, "epoch_3.pth", optimizer=optimizer, epoch=3)
+        >>> resume(model, "epoch_3.pth", optimizer).epoch
+        3
     """
+    if is_path(model) and isinstance(path, nn.Module):
+        deprecated("resume(path, model, ...) is now resume(model, path, ...)")
+        model, path = path, model
     target = unwrap_model(model)
     device = next((t.device for t in target.state_dict().values() if not t.is_meta), None)
     checkpoint = read_checkpoint(

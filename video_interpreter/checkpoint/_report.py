@@ -309,7 +309,16 @@ def spec_diff(
     a_label: str = "checkpoint",
     b_label: str = "model",
 ) -> str:
-    """A unified diff of two specs' YAML (empty when they are the same)."""
+    """A unified diff of two specs' YAML (empty when they are the same).
+
+    Examples:
+        >>> from video_interpreter import load_spec
+        >>> from video_interpreter.checkpoint import spec_diff
+        >>> a = load_spec("tiny_r2plus1d")
+        >>> b = load_spec("tiny_r2plus1d", overrides=["heads.action.num_classes=7"])
+        >>> "num_classes" in spec_diff(a, b)
+        True
+    """
     lines = difflib.unified_diff(
         _as_yaml(a).splitlines(), _as_yaml(b).splitlines(), a_label, b_label, lineterm=""
     )

@@ -333,6 +333,16 @@ def load_weights(
 
         report = load_weights(model_10_classes, "k400.safetensors", adapt=True)
         print(report)  # heads.action.fc.weight (400, 512) -> (10, 512): head 'action' ...
+
+    Examples:
+        >>> from video_interpreter import build_model, load_weights, save_model
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth")
+        >>> wider = build_model("tiny_r2plus1d", overrides=["heads.action.num_classes=7"])
+        >>> report = load_weights(
+        ...     wider, "tiny.pth", reinit=["heads.action.*"], allow_spec_change=True
+        ... )
+        >>> report.ok
+        True
     """
     return apply_weights(
         model,

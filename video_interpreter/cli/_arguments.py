@@ -8,8 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..spec import Limits
-
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERNAL",
@@ -62,16 +60,16 @@ def positive_int(text: str) -> int:
     return _integer_at_least(1, text)
 
 
-_LIMIT_NAMES = tuple(Limits.__dataclass_fields__)
-
-
 def limit_assignment(text: str) -> tuple[str, int]:
     """An ``argparse`` type for ``--limit NAME=N``: a known limit and a positive integer."""
+    from ..spec import Limits  # the spec stage imports torch: only when a limit is given
+
+    limit_names = tuple(Limits.__dataclass_fields__)
     name, sep, value = text.partition("=")
     name = name.strip()
-    if not sep or name not in _LIMIT_NAMES:
+    if not sep or name not in limit_names:
         raise argparse.ArgumentTypeError(
-            f"expected NAME=N with NAME one of {', '.join(_LIMIT_NAMES)}, got {text!r}"
+            f"expected NAME=N with NAME one of {', '.join(limit_names)}, got {text!r}"
         )
     try:
         number = int(value.replace("_", ""))

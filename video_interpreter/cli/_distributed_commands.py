@@ -48,7 +48,7 @@ def _consolidate(args: argparse.Namespace) -> int:
         args.directory,
         args.output,
         training_state=not args.weights_only,
-        verify=not args.no_verify,
+        check_digests=not args.no_verify,
         notes=args.notes,
     )
     print(

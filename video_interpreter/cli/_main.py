@@ -4,28 +4,24 @@ Exit codes: 0 success; 1 a check failed or an operation failed (the package said
 2 invalid input (spec problems, bad arguments, a file of the wrong kind); 3 an unexpected error
 inside the package, reported in one line (``--traceback`` shows it); 130 interrupted.
 No error prints a Python traceback unless ``--traceback`` is given.
+
+``--help``, ``--version`` and ``models list`` answer without importing torch: the command groups
+are imported only when their parser is needed, and those three need only the top-level parser
+with the list of commands (``COMMANDS``, held equal to the groups' own by a test) or the store
+group, whose listing reads the SQLite registry alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..errors import KeyMapError, SpecError, VideoInterpreterError
-from ..spec import raised_limits
-from . import (
-    _checkpoint_commands,
-    _compress_command,
-    _demo_command,
-    _distributed_commands,
-    _export_command,
-    _share_commands,
-    _spec_commands,
-    _store_commands,
-    _view_commands,
-)
 from ._arguments import (
     EXIT_FAILURE,
     EXIT_INTERNAL,
@@ -37,20 +33,45 @@ from ._arguments import (
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERNAL", "EXIT_INVALID", "build_parser", "main"]
 
+# The command groups, in the order their commands are listed.
 _GROUPS = (
-    _spec_commands,
-    _view_commands,
-    _checkpoint_commands,
-    _compress_command,
-    _store_commands,
-    _distributed_commands,
-    _export_command,
-    _share_commands,
-    _demo_command,
+    "_spec_commands",
+    "_view_commands",
+    "_checkpoint_commands",
+    "_compress_command",
+    "_store_commands",
+    "_distributed_commands",
+    "_export_command",
+    "_share_commands",
+    "_demo_command",
+)
+
+# Every command and its one-line help, as the groups register them (a test holds them equal):
+# what `--help` lists without importing the groups.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("validate", "check specs; print every problem"),
+    ("build", "build a spec; print module tree and parameters"),
+    ("schema", "write or print the spec JSON Schema"),
+    ("layers", "list the registered layer types"),
+    ("summary", "layer table, parameters, MACs/FLOPs and memory of a spec or checkpoint"),
+    ("diagram", "draw an architecture as SVG, PNG, DOT or Mermaid"),
+    ("inspect", "show what a checkpoint holds (architecture, metrics, training state)"),
+    ("convert", "convert between .pth and .safetensors, or import another library's weights"),
+    ("compress", "write a smaller copy of a checkpoint (bf16/fp16 storage or int8 quantisation)"),
+    ("models", "the saved-models store and its registry"),
+    ("consolidate", "turn a sharded checkpoint directory into one .pth or .safetensors file"),
+    ("export", "export a spec or checkpoint to torch.export (.pt2) or ONNX (.onnx)"),
+    ("card", "write a model card (Markdown, YAML front matter) and its diagram"),
+    ("pretrained", "write a checkpoint as a Hub-style model directory"),
+    ("demo", "validate every spec; train, store, summarise, draw and reload a small model"),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _group(name: str) -> ModuleType:
+    return importlib.import_module(f".{name}", __package__)
+
+
+def _top_parser() -> tuple[argparse.ArgumentParser, Any]:
     parser = argparse.ArgumentParser(
         prog="video-interpreter",
         description="Define video models in YAML/JSON, build, save, load and inspect them.",
@@ -73,9 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--traceback", action="store_true", help="on an unexpected error, show the traceback"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in _GROUPS:
-        group.register(commands)
+    return parser, commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser: every command group registered (this imports them all)."""
+    parser, commands = _top_parser()
+    for name in _GROUPS:
+        _group(name).register(commands)
     return parser
+
+
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser ``argv`` needs: the full one, unless it asks only for help, the version or
+    the store's listing, which light parsers answer without importing torch."""
+    if list(argv) in ([], ["-h"], ["--help"], ["--version"]):
+        parser, commands = _top_parser()
+        for name, text in COMMANDS:
+            commands.add_parser(name, help=text)
+        return parser
+    if list(argv[:2]) == ["models", "list"] and not any(a.startswith("--limit") for a in argv):
+        parser, commands = _top_parser()
+        _group("_store_commands").register(commands)
+        return parser
+    return build_parser()
 
 
 def _error(message: object) -> None:
@@ -88,12 +130,31 @@ def _os_message(exc: OSError) -> str:
     return f"{reason}: {' -> '.join(names)}" if names else reason
 
 
+def _run(args: argparse.Namespace) -> int:
+    if not args.limits:
+        code: int = args.handler(args)
+        return code
+    from ..spec import raised_limits  # the spec stage imports torch
+
+    with raised_limits(**dict(args.limits)):
+        limited: int = args.handler(args)
+    return limited
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``video-interpreter`` command with ``argv`` (default: the process's arguments)
+    and return its exit code; errors are printed, never raised.
+
+    Examples:
+        >>> from video_interpreter.cli import main
+        >>> main(["validate", "v1"])
+        ok  v1  (video_interpreter v1, ...)
+        0
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = _parser_for(arguments).parse_args(arguments)
     try:
-        with raised_limits(**dict(args.limits)):
-            code: int = args.handler(args)
+        code = _run(args)
     except (SpecError, KeyMapError) as exc:
         if not exc.problems:  # a key map that does not fit the tensors: an operation failed
             _error(exc)

@@ -8,11 +8,16 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..store import DEFAULT_ROOT, Entry, ModelStore, format_value
-from ..tracking import Tracker, TrackerError, parse_tracker
+from ..store import DEFAULT_ROOT, Entry, format_value
+from ..store._registry import REGISTRY_FILE, Registry, existing_root, find_entries
+
+if TYPE_CHECKING:
+    from ..store import ModelStore
+    from ..tracking import Tracker
 from ._arguments import check_output_file, non_negative_int
+from ._progress import Progress
 
 __all__ = ["register", "tracker_option"]
 
@@ -94,6 +99,8 @@ def register(commands: Any) -> None:
 
 def tracker_option(text: str) -> Tracker:
     """``--trackers`` words as trackers (argparse reports a bad one with the valid forms)."""
+    from ..tracking import TrackerError, parse_tracker  # trackers save models: torch
+
     try:
         return parse_tracker(text)
     except TrackerError as exc:
@@ -101,7 +108,10 @@ def tracker_option(text: str) -> Tracker:
 
 
 def _open(args: argparse.Namespace) -> ModelStore:
-    # Every command here works on a store that exists: none creates one.
+    # Every command here works on a store that exists: none creates one. Imported here: the
+    # store saves and loads models, so it imports torch, which listing does not need.
+    from ..store import ModelStore
+
     return ModelStore(args.root, create=False, trackers=getattr(args, "trackers", ()))
 
 
@@ -147,14 +157,23 @@ def _table(entries: Sequence[Entry]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _open(args)
-    entries = store.find(args.name, args.model_version, kind=args.kind)
+    root: object
+    if "://" in str(args.root):  # a remote root's registry is its manifests, read by the store
+        store = _open(args)
+        root = store.location
+        entries = store.find(args.name, args.model_version, kind=args.kind)
+    else:
+        # What ModelStore(root, create=False).find(...) does, through the registry alone (no
+        # torch).
+        root = existing_root(args.root)
+        registry = Registry(root / REGISTRY_FILE, root)
+        entries = find_entries(registry, args.name, args.model_version, kind=args.kind)
     if args.json:
         _print_json([e.to_dict() for e in entries])
     elif entries:
         print(_table(entries))
     else:
-        print(f"no files recorded in {store.root}")
+        print(f"no files recorded in {root}")
     return 0
 
 
@@ -253,7 +272,11 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     store = _open(args)
-    problems = store.verify(hashes=not args.no_hash)
+    shown = Progress(0, "hashing" if not args.no_hash else "checking")
+    try:
+        problems = store.verify(hashes=not args.no_hash, progress=shown.advance)
+    finally:
+        shown.close()
     if args.json:
         _print_json([p.to_dict() for p in problems])
     elif problems:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..diagram import DiagramFormatError, build_diagram, format_for, render_diagram
 from ..errors import SpecError
-from ..summary import parse_clip_shape, summarize
+from ..summary import DEFAULT_DEPTH, parse_clip_shape, summarize
 from ._arguments import (
     EXIT_INVALID,
     CommandError,
@@ -17,6 +17,7 @@ from ._arguments import (
     check_output_file,
     non_negative_int,
 )
+from ._progress import Progress
 
 __all__ = ["DEFAULT_CONFIGS", "DEFAULT_DIAGRAMS", "register"]
 
@@ -45,9 +46,9 @@ def register(commands: Any) -> None:
     summary.add_argument(
         "--depth",
         type=non_negative_int,
-        default=3,
+        default=DEFAULT_DEPTH,
         metavar="N",
-        help="module levels listed (default 3)",
+        help=f"module levels listed (default {DEFAULT_DEPTH})",
     )
     summary.set_defaults(handler=_summary)
 
@@ -72,7 +73,11 @@ def register(commands: Any) -> None:
         help="output format (default: from the file's suffix)",
     )
     diagram.add_argument(
-        "--depth", type=non_negative_int, default=2, metavar="N", help="levels opened (default 2)"
+        "--depth",
+        type=non_negative_int,
+        default=DEFAULT_DEPTH,
+        metavar="N",
+        help=f"levels opened (default {DEFAULT_DEPTH})",
     )
     diagram.add_argument(
         "--zoo",
@@ -129,16 +134,21 @@ def _zoo(configs: Path, out_dir: Path, depth: int) -> int:
     if not specs:
         raise CommandError(f"no spec files (*.yaml, *.yml, *.json) in {configs}")
     failed = 0
-    for spec in specs:
+    shown = Progress(len(specs), "drawing")
+    for done, spec in enumerate(specs, 1):
+        shown.step(done, spec.stem)
         try:
             drawing = build_diagram(spec, depth=depth)
         except SpecError as exc:
+            shown.close()
             failed += 1
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             continue
-        for suffix in _ZOO_FORMATS:
-            print(f"wrote {drawing.render(out_dir / (spec.stem + suffix))}")
+        written = [drawing.render(out_dir / (spec.stem + suffix)) for suffix in _ZOO_FORMATS]
+        shown.close()
+        for path in written:
+            print(f"wrote {path}")
     names = {p.stem for p in specs}
     stale = sorted(p for p in out_dir.glob("*") if p.suffix in _ZOO_FORMATS and p.stem not in names)
     for path in stale:

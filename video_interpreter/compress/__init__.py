@@ -18,16 +18,12 @@ Downstream of the checkpoint stage. Two ways to shrink a model:
 measures size, CPU latency and output agreement against the float model.
 """
 
-from ._measure import (
-    Agreement,
-    CompressionResult,
-    agreement,
-    check_clips,
-    compress_checkpoint,
-    latency_ms,
-    run_clips,
-)
-from ._quantize import coverage, load_quantized, quantization_scheme, quantize, save_quantized
+from ._measure import Agreement, CompressionResult, agreement, compress_checkpoint
+from ._measure import check_clips as check_clips
+from ._measure import latency_ms as latency_ms
+from ._measure import run_clips as run_clips
+from ._quantize import coverage as coverage
+from ._quantize import load_quantized, quantization_scheme, quantize, save_quantized
 from ._schemes import SCHEMES, QuantizationScheme, get_scheme
 
 __all__ = [
@@ -36,14 +32,10 @@ __all__ = [
     "CompressionResult",
     "QuantizationScheme",
     "agreement",
-    "check_clips",
     "compress_checkpoint",
-    "coverage",
     "get_scheme",
-    "latency_ms",
     "load_quantized",
     "quantization_scheme",
     "quantize",
-    "run_clips",
     "save_quantized",
 ]

@@ -101,7 +101,16 @@ def run_clips(model: nn.Module, clips: torch.Tensor) -> Outputs:
 
 
 def agreement(reference: Outputs, candidate: Outputs) -> Agreement:
-    """Compare two models' outputs on the same clips."""
+    """Compare two models' outputs on the same clips.
+
+    Examples:
+        >>> import torch
+        >>> import torch
+        >>> from video_interpreter.compress import agreement
+        >>> outputs = [{"action": torch.tensor([[0.1, 0.9], [0.8, 0.2]])}]   # one batch of clips
+        >>> agreement(outputs, outputs).top1_agreement
+        1.0
+    """
     if len(reference) != len(candidate) or not reference:
         raise CompressionError(
             f"cannot compare outputs of {len(reference)} and {len(candidate)} clips"
@@ -189,6 +198,16 @@ def compress_checkpoint(
     CPU latency (batch 1, the spec's clip, median of ``repeats``) and agreement on ``clips``
     random clips drawn with ``seed``. A quantised file must reproduce the quantised model
     exactly; a difference raises ``CompressionError``.
+
+    Examples:
+        >>> import torch
+        >>> import torch
+        >>> from video_interpreter import build_model, save_model
+        >>> from video_interpreter.compress import compress_checkpoint
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.pth")
+        >>> result = compress_checkpoint("tiny.pth", "tiny_bf16.pth", dtype=torch.bfloat16)
+        >>> result.compressed_bytes < result.source_bytes
+        True
     """
     source, destination = Path(source), Path(destination)
     if (dtype is None) == (scheme is None):

@@ -51,7 +51,17 @@ _SCHEME_ATTRIBUTE = "quantization_scheme"
 
 
 def quantization_scheme(model: nn.Module) -> str | None:
-    """The name of the scheme ``quantize`` applied to ``model`` (None: not quantised)."""
+    """The name of the scheme ``quantize`` applied to ``model`` (None: not quantised).
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.compress import quantization_scheme, quantize
+        >>> model = build_model("tiny_r2plus1d")
+        >>> quantization_scheme(model) is None
+        True
+        >>> quantization_scheme(quantize(model, "int8_weight_only"))
+        'int8_weight_only'
+    """
     name = getattr(unwrap_model(model), _SCHEME_ATTRIBUTE, None)
     return name if isinstance(name, str) else None
 
@@ -96,6 +106,14 @@ def quantize(model: nn.Module, scheme: str) -> VideoInterpreter:
     ``scheme`` is one of ``SCHEMES`` (``"int8_weight_only"``, ``"int8_dynamic"``); both
     quantise the weights of ``nn.Linear`` layers only (see ``video_interpreter.compress``
     for what is covered per layer type). Needs torchao (the ``compress`` extra).
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.compress import load_quantized, quantize, save_quantized
+        >>> quantized = quantize(build_model("tiny_r2plus1d"), "int8_weight_only")
+        >>> _ = save_quantized(quantized, "tiny_int8.safetensors")
+        >>> load_quantized("tiny_int8.safetensors").spec.name
+        'tiny_r2plus1d'
     """
     chosen = get_scheme(scheme)
     torchao = require_torchao(f"quantize(..., {scheme!r})")
@@ -191,7 +209,16 @@ def save_quantized(
 ) -> SavedCheckpoint:
     """Save a model made by ``quantize`` as a self-describing checkpoint (``.pth`` or
     ``.safetensors``, by suffix): spec, plain tensors, and the quantisation recorded in the
-    metadata. Returns the ``SavedCheckpoint``."""
+    metadata. Returns the ``SavedCheckpoint``.
+
+    Examples:
+        >>> from video_interpreter import build_model, read_metadata
+        >>> from video_interpreter.compress import quantize, save_quantized
+        >>> model = quantize(build_model("tiny_r2plus1d"), "int8_weight_only")
+        >>> _ = save_quantized(model, "tiny_int8.safetensors", metrics={"acc": 0.9})
+        >>> read_metadata("tiny_int8.safetensors").metrics
+        {'acc': 0.9}
+    """
     path = Path(path)
     target = unwrap_model(model)
     spec = _spec_of(target, "save")
@@ -347,6 +374,14 @@ def load_quantized(path: str | Path, *, verify: str | None = None) -> VideoInter
     Refused with ``CompressionError`` when torchao is not installed, and with
     ``CheckpointError`` when the quantisation record does not describe what the scheme
     makes (edited, damaged, or written with an incompatible torchao).
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.compress import load_quantized, quantize, save_quantized
+        >>> quantized = quantize(build_model("tiny_r2plus1d"), "int8_dynamic")
+        >>> saved = save_quantized(quantized, "q.safetensors")
+        >>> load_quantized("q.safetensors", verify=saved.sha256).spec.name
+        'tiny_r2plus1d'
     """
     path = Path(path)
     record = read_metadata(path).quantization

@@ -71,7 +71,13 @@ SCHEMES: dict[str, QuantizationScheme] = {
 
 
 def get_scheme(name: str) -> QuantizationScheme:
-    """The scheme called ``name``; an unknown name lists the known ones."""
+    """The scheme called ``name``; an unknown name lists the known ones.
+
+    Examples:
+        >>> from video_interpreter.compress import get_scheme
+        >>> get_scheme("int8_weight_only").name
+        'int8_weight_only'
+    """
     scheme = SCHEMES.get(name)
     if scheme is None:
         raise CompressionError(

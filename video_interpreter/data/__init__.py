@@ -10,6 +10,10 @@
 one goes, so no single frame and no average of frames tells the classes apart.
 """
 
-from ._moving_squares import MovingSquares, Split, seed_of
+from ._moving_squares import MovingSquares, Split
+from ._moving_squares import seed_of as seed_of
 
-__all__ = ["MovingSquares", "Split", "seed_of"]
+__all__ = [
+    "MovingSquares",
+    "Split",
+]

@@ -3,39 +3,36 @@ repeated blocks collapsed ("BasicBlock3d x 2"), as SVG/PNG (Graphviz) or DOT/Mer
 On top of the flow, beside the summaries; traced on the meta device, so nothing is allocated.
 
     >>> from video_interpreter.diagram import render_diagram
-    >>> render_diagram("v1", "v1.svg")         # or .png, .dot, .mmd; depth=3 opens one more level
+    >>> render_diagram("v1", "v1.mmd")         # or .svg, .png, .dot; depth=3 opens one more level
+    PosixPath('v1.mmd')
 """
 
 from ._formats import to_dot, to_mermaid
-from ._graph import JOINT, Box, Edge, Graph, Group, build_graph, pathways
+from ._graph import Box, Edge, Group
+from ._graph import Graph as Graph
+from ._graph import build_graph as build_graph
 from ._render import (
     FORMATS,
-    INSTALL_HINT,
     Diagram,
     DiagramError,
     DiagramFormatError,
     GraphvizNotFoundError,
     build_diagram,
-    format_for,
     render_diagram,
 )
+from ._render import INSTALL_HINT as INSTALL_HINT
+from ._render import format_for as format_for
 
 __all__ = [
     "FORMATS",
-    "INSTALL_HINT",
-    "JOINT",
     "Box",
     "Diagram",
     "DiagramError",
     "DiagramFormatError",
     "Edge",
-    "Graph",
     "GraphvizNotFoundError",
     "Group",
     "build_diagram",
-    "build_graph",
-    "format_for",
-    "pathways",
     "render_diagram",
     "to_dot",
     "to_mermaid",

@@ -41,7 +41,13 @@ _LATERAL_DOT = ['color="#c0504d"', "penwidth=1.6"]
 
 def to_dot(graph: Graph) -> str:
     """Graphviz DOT text: clusters for groups, dashed edges for call order, red edges between
-    pathways (fusions)."""
+    pathways (fusions).
+
+    Examples:
+        >>> from video_interpreter.diagram import build_diagram
+        >>> build_diagram("tiny_r2plus1d").to_dot().startswith("digraph")
+        True
+    """
     out = [
         "digraph architecture {",
         f'  label="{_dot_text(graph.title)}";',
@@ -98,7 +104,13 @@ def _groups(items: list[Item]) -> list[Group]:
 
 def to_mermaid(graph: Graph) -> str:
     """Mermaid flowchart text (renders on GitHub and in most Markdown viewers); thick arrows
-    between pathways (fusions)."""
+    between pathways (fusions).
+
+    Examples:
+        >>> from video_interpreter.diagram import build_diagram
+        >>> "flowchart TB" in build_diagram("tiny_r2plus1d").to_mermaid()
+        True
+    """
     out = ["---", f"title: {_mermaid_text(graph.title)}", "---", "flowchart TB"]
     for item in graph.items:
         _mermaid_item(item, "  ", out)

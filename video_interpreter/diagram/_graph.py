@@ -29,7 +29,7 @@ from torch import nn
 
 from ..layers import INPUT, NECK
 from ..layers import Graph as LayerGraph
-from ..summary import ShapeTrace, format_count
+from ..summary import DEFAULT_DEPTH, ShapeTrace, format_count
 
 __all__ = ["JOINT", "Box", "Edge", "Graph", "Group", "Item", "build_graph", "pathways"]
 
@@ -360,7 +360,7 @@ class _Builder:
         return flow
 
 
-def build_graph(trace: ShapeTrace, *, depth: int = 2) -> Graph:
+def build_graph(trace: ShapeTrace, *, depth: int = DEFAULT_DEPTH) -> Graph:
     """The drawing of a traced model, expanded ``depth`` levels (1: the backbone's nodes, the
     neck and the heads as single boxes)."""
     if depth < 1:

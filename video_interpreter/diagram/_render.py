@@ -13,12 +13,11 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..errors import VideoInterpreterError
-from ..summary import Source, trace_shapes
+from ..summary import DEFAULT_DEPTH, InputShape, ModelSource, trace_shapes
 from ._formats import to_dot, to_mermaid
 from ._graph import Graph, build_graph
 
@@ -167,24 +166,31 @@ def _run_dot(source: str, kind: str, *extra: str) -> bytes:
 
 
 def build_diagram(
-    source: Source,
+    source: ModelSource,
     *,
-    depth: int = 2,
-    input_shape: Any = None,
+    depth: int = DEFAULT_DEPTH,
+    input_shape: InputShape | None = None,
     device: torch.device | str = "meta",
 ) -> Diagram:
-    """Trace a spec, checkpoint or model on the meta device and lay out its drawing."""
+    """Trace a spec, checkpoint or model on the meta device and lay out its drawing.
+
+    Examples:
+        >>> from video_interpreter.diagram import build_diagram
+        >>> diagram = build_diagram("tiny_r2plus1d", depth=1)
+        >>> "flowchart TB" in diagram.to_mermaid()
+        True
+    """
     trace = trace_shapes(source, input_shape=input_shape, device=device)
     return Diagram(build_graph(trace, depth=depth))
 
 
 def render_diagram(
-    source: Source,
+    source: ModelSource,
     out: str | Path,
     *,
     format: str | None = None,
-    depth: int = 2,
-    input_shape: Any = None,
+    depth: int = DEFAULT_DEPTH,
+    input_shape: InputShape | None = None,
 ) -> Path:
     """Draw a spec, checkpoint or model to ``out`` as SVG, PNG, DOT or Mermaid.
 
@@ -192,6 +198,11 @@ def render_diagram(
     ``.mmd``/``.mermaid``) unless ``format`` is given. ``depth`` is how many levels below the
     backbone, neck and heads are opened (1: each part's top-level nodes as boxes).
     Nothing is allocated: the model is traced on the meta device.
+
+    Examples:
+        >>> from video_interpreter import render_diagram
+        >>> render_diagram("tiny_r2plus1d", "tiny.mmd")     # .svg and .png need Graphviz
+        PosixPath('tiny.mmd')
     """
     format_for(out, format)  # refuse a bad format before tracing anything
     return build_diagram(source, depth=depth, input_shape=input_shape).render(out, format=format)

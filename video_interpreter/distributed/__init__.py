@@ -14,7 +14,7 @@ included; ``consolidate`` turns it into one single-file checkpoint::
     optimizer = torch.optim.AdamW(model.parameters())
     ...
     save_sharded(model, "run/step_1000", optimizer=optimizer, step=1000)
-    load_sharded("run/step_1000", model, optimizer)      # resume, on as many or other ranks
+    load_sharded(model, "run/step_1000", optimizer)      # resume, on as many or other ranks
     consolidate("run/step_1000", "run/final.pth")        # one file for load_model
 """
 

@@ -3,7 +3,7 @@ package's format (``save_model``), in one process, with no process group needed.
 
 The whole model is rebuilt from the directory's spec and filled chunk by chunk; the optimizer's
 state (keyed by parameter name in the directory) is renumbered into ``torch.optim``'s own
-layout, so ``resume(path, model, optimizer)`` continues training in one process.
+layout, so ``resume(model, path, optimizer)`` continues training in one process.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .._deprecation import reject_unknown, renamed_option
 from ..checkpoint import SavedCheckpoint, save_model
 from ..checkpoint._remote import is_url
 from ..errors import CheckpointError
@@ -69,8 +70,9 @@ def consolidate(
     out_path: str | Path,
     *,
     training_state: bool = True,
-    verify: bool = True,
+    check_digests: bool = True,
     notes: str | None = None,
+    **deprecated_options: Any,
 ) -> SavedCheckpoint:
     """Write the sharded checkpoint ``directory`` as one checkpoint file ``out_path``
     (``.pth`` or ``.safetensors``, atomically, hashed) that ``load_model`` opens.
@@ -78,12 +80,30 @@ def consolidate(
     Into a ``.pth`` go, with ``training_state``, the optimizer and scheduler states and rank 0's
     random generator states; a ``.safetensors`` file holds the weights only. ``notes``
     default to the directory's. Holds the whole model (and optimizer state) in memory once.
-    ``directory`` may be an fsspec URL (read from a temporary local copy).
+    ``check_digests`` checks the directory's recorded sha256s first (``verify=``, its name
+    before 0.2, still works with a ``DeprecationWarning``). ``directory`` may be an fsspec URL
+    (read from a temporary local copy).
+
+    Examples:
+        >>> from video_interpreter import build_model, load_model
+        >>> from video_interpreter.distributed import consolidate, save_sharded
+        >>> _ = save_sharded(build_model("tiny_r2plus1d"), "run/last", epoch=5)
+        >>> saved = consolidate("run/last", "model.pth")
+        >>> load_model("model.pth", verify=saved.sha256).spec.name
+        'tiny_r2plus1d'
     """
+    check_digests = renamed_option(
+        deprecated_options, "verify", "check_digests", check_digests, True, "consolidate"
+    )
+    reject_unknown(deprecated_options, "consolidate")
     if is_url(directory):
         with downloaded_checkpoint(str(directory)) as local:
             return consolidate(
-                local, out_path, training_state=training_state, verify=verify, notes=notes
+                local,
+                out_path,
+                training_state=training_state,
+                check_digests=check_digests,
+                notes=notes,
             )
     ranks = Ranks.alone()  # one process, even inside a distributed job
     metadata, manifest = read_manifest(directory)
@@ -106,7 +126,7 @@ def consolidate(
     if full and metadata.has_rng_state:
         extra += [k for k in index.state_dict_metadata if k.startswith(rng_prefix(0))]
     targets.update({key: empty_like_stored(index, key) for key in extra})
-    if verify:
+    if check_digests:
         verify_files(root, metadata.files, ranks)
     read_tensors(root, targets, index, ranks)
 

@@ -27,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
+from .._deprecation import deprecated, is_path, reject_unknown, renamed_option
 from ..checkpoint import load_checkpoint, load_model, spec_diff
 from ..checkpoint._remote import is_url
 from ..errors import CheckpointError
@@ -36,7 +37,8 @@ from ._init import local_part
 from ._manifest import ShardedCheckpointMetadata, read_manifest
 from ._ranks import Ranks
 from ._remote import downloaded_checkpoint
-from ._rng import restore_rng, rng_prefix
+from ._rng import restore_rng as restore_rng_states
+from ._rng import rng_prefix
 from ._save import Stateful, model_spec
 from ._shard import DeviceLike, shard_model
 from ._state import join_state, split_state, tensor_keys
@@ -51,7 +53,15 @@ _SHOWN = 8
 
 
 def read_sharded_metadata(directory: str | Path) -> ShardedCheckpointMetadata:
-    """A sharded checkpoint's metadata and spec, without reading a tensor."""
+    """A sharded checkpoint's metadata and spec, without reading a tensor.
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.distributed import read_sharded_metadata, save_sharded
+        >>> _ = save_sharded(build_model("tiny_r2plus1d"), "run/epoch_4", epoch=4)
+        >>> read_sharded_metadata("run/epoch_4").epoch
+        4
+    """
     if is_url(directory):
         with downloaded_checkpoint(str(directory)) as local:
             return read_sharded_metadata(local)
@@ -93,36 +103,58 @@ def _check_architecture(model: nn.Module, metadata: ShardedCheckpointMetadata) -
 
 
 def load_sharded(
-    directory: str | Path,
     model: nn.Module,
+    directory: str | Path,
     optimizer: torch.optim.Optimizer | None = None,
-    *,
     scheduler: Stateful | None = None,
+    *,
     strict: bool = True,
-    verify: bool = True,
-    restore_rng_state: bool = True,
+    check_digests: bool = True,
+    restore_rng: bool = True,
+    **deprecated_options: Any,
 ) -> ShardedCheckpointMetadata:
     """Load a ``save_sharded`` directory into ``model`` (and ``optimizer``, ``scheduler``);
     every rank calls it. Returns the checkpoint's metadata (epoch, step, ...).
 
     ``model`` may be sharded over any number of ranks (``shard_model``), or whole: in one
     process without a process group, or on every rank of a group. A whole model still on the
-    meta device is allocated on the CPU first. ``verify`` checks every file's recorded sha256
-    (the reading shared among the ranks) before loading. The RNG states are restored when the
-    checkpoint was written by as many ranks as load it. ``strict=False`` loads the model
-    tensors both sides have and leaves the others as they are. ``directory`` may be an fsspec
-    URL: each rank reads a temporary local copy.
+    meta device is allocated on the CPU first. ``check_digests`` checks every file's recorded
+    sha256 (the reading shared among the ranks) before loading. With ``restore_rng`` the RNG
+    states are restored when the checkpoint was written by as many ranks as load it.
+    ``strict=False`` loads the model tensors both sides have and leaves the others as they are.
+    ``directory`` may be an fsspec URL: each rank reads a temporary local copy.
+
+    Before 0.2 this was ``load_sharded(directory, model, ...)`` with ``verify=`` and
+    ``restore_rng_state=``; those still work, with a ``DeprecationWarning``.
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.distributed import load_sharded, save_sharded
+        >>> model = build_model("tiny_r2plus1d")             # one process: no process group
+        >>> _ = save_sharded(model, "run/step_10", step=10)
+        >>> load_sharded(build_model("tiny_r2plus1d"), "run/step_10").step
+        10
     """
+    if is_path(model) and isinstance(directory, nn.Module):
+        deprecated("load_sharded(directory, model, ...) is now load_sharded(model, directory, ...)")
+        model, directory = directory, model
+    check_digests = renamed_option(
+        deprecated_options, "verify", "check_digests", check_digests, True, "load_sharded"
+    )
+    restore_rng = renamed_option(
+        deprecated_options, "restore_rng_state", "restore_rng", restore_rng, True, "load_sharded"
+    )
+    reject_unknown(deprecated_options, "load_sharded")
     if is_url(directory):
         with downloaded_checkpoint(str(directory)) as local:
             return load_sharded(
-                local,
                 model,
+                local,
                 optimizer,
                 scheduler=scheduler,
                 strict=strict,
-                verify=verify,
-                restore_rng_state=restore_rng_state,
+                check_digests=check_digests,
+                restore_rng=restore_rng,
             )
     ranks = Ranks.current()
     metadata, manifest = read_manifest(directory)
@@ -178,8 +210,8 @@ def load_sharded(
         )
     same_ranks = metadata.world_size == ranks.world_size
     rng_keys = [k for k in index.state_dict_metadata if k.startswith(rng_prefix(ranks.rank))]
-    restoring = restore_rng_state and metadata.has_rng_state and same_ranks and bool(rng_keys)
-    if restore_rng_state and metadata.has_rng_state and not same_ranks:
+    restoring = restore_rng and metadata.has_rng_state and same_ranks and bool(rng_keys)
+    if restore_rng and metadata.has_rng_state and not same_ranks:
         logger.info(
             "%s: written by %d ranks, loaded by %d: random generator states not restored",
             root,
@@ -189,7 +221,7 @@ def load_sharded(
     if restoring:
         targets.update({key: empty_like_stored(index, key) for key in rng_keys})
 
-    if verify:
+    if check_digests:
         verify_files(root, metadata.files, ranks)
     read_tensors(root, targets, index, ranks)
 
@@ -221,7 +253,7 @@ def load_sharded(
             join_state(state["scheduler"], targets, like=scheduler.state_dict())
         )
     if restoring:
-        restore_rng(targets, ranks.rank, str(root))
+        restore_rng_states(targets, ranks.rank, str(root))
     logger.info("loaded %s (%d ranks) on %d ranks", root, metadata.world_size, ranks.world_size)
     return metadata
 
@@ -268,7 +300,7 @@ def load_sharded_model(
     *,
     granularity: Granularity = "block",
     device: DeviceLike = None,
-    verify: bool = True,
+    check_digests: bool = True,
     **shard_options: Any,
 ) -> VideoInterpreter:
     """Rebuild the model a checkpoint holds, sharded over this job's ranks, its weights read
@@ -279,8 +311,19 @@ def load_sharded_model(
     architecture comes from the checkpoint; ``shard_options`` (``mesh``, ``dtype``,
     ``reshard_after_forward``, ``mp_policy``) go to ``shard_model``. Without a process group
     the whole model is loaded in this process. Training state is not restored here: use
-    ``load_sharded(directory, model, optimizer)`` to resume.
+    ``load_sharded(model, directory, optimizer)`` to resume. ``check_digests`` checks the
+    directory's recorded sha256s first (``verify=``, its name before 0.2, still works).
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.distributed import load_sharded_model, save_sharded
+        >>> _ = save_sharded(build_model("tiny_r2plus1d"), "run/last")
+        >>> load_sharded_model("run/last").spec.name
+        'tiny_r2plus1d'
     """
+    check_digests = renamed_option(
+        shard_options, "verify", "check_digests", check_digests, True, "load_sharded_model"
+    )
     where = Path(path)
     distributed = Ranks.current().distributed
     if where.is_dir():
@@ -291,7 +334,7 @@ def load_sharded_model(
             )
         else:
             model = allocate(build_meta(spec), device)
-        load_sharded(where, model, verify=verify, restore_rng_state=False)
+        load_sharded(model, where, check_digests=check_digests, restore_rng=False)
         return model
     if not distributed:
         return load_model(where, device=device)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
+from .._deprecation import reject_unknown, renamed_option
 from ..checkpoint._remote import is_url
 from ..errors import CheckpointError
 from ..spec import ArchitectureSpec
@@ -176,20 +177,30 @@ def save_sharded(
     loss: float | None = None,
     metrics: Mapping[str, Any] | None = None,
     notes: str | None = None,
-    rng: bool = True,
+    save_rng: bool = True,
     overwrite: bool = False,
+    **deprecated_options: Any,
 ) -> ShardedCheckpointMetadata:
     """Save ``model`` (sharded with ``shard_model``, or whole, e.g. in one process or under
     DDP) with its spec and metadata into ``directory``; every rank calls it.
 
     With ``optimizer`` (and ``scheduler``) their states are saved too, keyed by parameter name
-    so they load into any number of ranks; with ``rng`` each rank's random generator states, so
+    so they load into any number of ranks; with ``save_rng`` (``rng=`` before 0.2, deprecated)
+    each rank's random generator states, so
     resuming on as many ranks continues bit-identically. Whole (unsharded) tensors such as
     BatchNorm statistics are saved from rank 0. Returns the checkpoint's metadata on every rank.
     Without a process group it saves from this one process. ``directory`` may be an fsspec URL
     (``s3://bucket/run/step_1000``): saved locally, then uploaded with ``metadata.json`` last
     (the metadata returned then names the local staging copy, removed once uploaded).
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.distributed import save_sharded
+        >>> save_sharded(build_model("tiny_r2plus1d"), "run/step_10", step=10).world_size
+        1
     """
+    save_rng = renamed_option(deprecated_options, "rng", "save_rng", save_rng, True, "save_sharded")
+    reject_unknown(deprecated_options, "save_sharded")
     if is_url(directory):  # staged locally, uploaded with metadata.json last
         url = str(directory)
         with uploaded_checkpoint(url, overwrite=overwrite) as local:
@@ -203,7 +214,7 @@ def save_sharded(
                 loss=loss,
                 metrics=metrics,
                 notes=notes,
-                rng=rng,
+                save_rng=save_rng,
             )
         logger.info("uploaded sharded checkpoint %s", url)
         return saved
@@ -212,7 +223,7 @@ def save_sharded(
     prepared: tuple[ArchitectureSpec, dict[str, Any], dict[str, torch.Tensor]]
     problems: list[str] = []
     try:
-        prepared = _prepare(model, optimizer, scheduler, rng, ranks)
+        prepared = _prepare(model, optimizer, scheduler, save_rng, ranks)
         fields = checked_fields(epoch=epoch, step=step, loss=loss, metrics=metrics, notes=notes)
     except CheckpointError as exc:
         problems.append(f"cannot save {destination}: {exc}")
@@ -235,7 +246,7 @@ def save_sharded(
             "torch_version": str(torch.__version__),
             **fields,
             "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-            "rng": rng,
+            "rng": save_rng,
             "state": skeleton,
             "files": digests,
         }

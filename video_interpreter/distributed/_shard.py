@@ -86,6 +86,13 @@ def shard_model(
 
     ``mesh`` defaults to a 1-D mesh over every rank; ``reshard_after_forward`` and
     ``mp_policy`` are passed to ``fully_shard``. Requires an initialised process group.
+
+    Examples:
+        >>> from video_interpreter.distributed import shard_model
+        >>> shard_model("tiny_r2plus1d")    # under torchrun, after init_process_group: sharded
+        Traceback (most recent call last):
+            ...
+        video_interpreter.errors.BuildError: shard_model needs a process group: ...
     """
     _require_process_group("shard_model")
     device = default_device(device, mesh)

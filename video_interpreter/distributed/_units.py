@@ -66,7 +66,14 @@ def _blocks(module: nn.Module, name: str) -> list[str]:
 
 def sharding_units(model: nn.Module, granularity: Granularity = "block") -> list[str]:
     """The qualified names of the modules ``shard_model`` wraps as FSDP units, inner before
-    outer (the order ``fully_shard`` needs); the root is not listed but is always a unit."""
+    outer (the order ``fully_shard`` needs); the root is not listed but is always a unit.
+
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.distributed import sharding_units
+        >>> sharding_units(build_model("tiny_r2plus1d", device="meta"), "block")
+        ['backbone.layer1.0', 'backbone.layer2.0']
+    """
     if granularity not in GRANULARITIES:
         raise BuildError(
             f"unknown sharding granularity {granularity!r}; choose one of {list(GRANULARITIES)}"

@@ -10,7 +10,9 @@ print(check_export(exported.path, model).summary())
 ```
 """
 
-from ._check import CHECK_BATCH, TOLERANCES, ParityReport, check_export, check_frames
+from ._check import CHECK_BATCH as CHECK_BATCH
+from ._check import TOLERANCES, ParityReport, check_export
+from ._check import check_frames as check_frames
 from ._export import (
     DYNAMIC_DIMS,
     EXPORT_FORMATS,
@@ -19,15 +21,14 @@ from ._export import (
     ExportError,
     ExportFormat,
     export_model,
-    exported_metadata,
-    format_for,
-    resolve_model,
-    spec_json,
-    trace,
 )
+from ._export import exported_metadata as exported_metadata
+from ._export import format_for as format_for
+from ._export import resolve_model as resolve_model
+from ._export import spec_json as spec_json
+from ._export import trace as trace
 
 __all__ = [
-    "CHECK_BATCH",
     "DYNAMIC_DIMS",
     "EXPORT_FORMATS",
     "ONNX_OPSET",
@@ -37,11 +38,5 @@ __all__ = [
     "ExportedModel",
     "ParityReport",
     "check_export",
-    "check_frames",
     "export_model",
-    "exported_metadata",
-    "format_for",
-    "resolve_model",
-    "spec_json",
-    "trace",
 ]

@@ -87,7 +87,16 @@ def check_export(
     seed: int = 1,
 ) -> ParityReport:
     """Run the exported file at ``path`` and ``model`` (eager) on one fresh clip of ``batch``
-    clips and ``frames`` frames (default: the spec's), and report every head's difference."""
+    clips and ``frames`` frames (default: the spec's), and report every head's difference.
+
+    Examples:
+        >>> from video_interpreter import build_model, check_export, export_model
+        >>> model = build_model("tiny_r2plus1d").eval()
+        >>> _ = export_model(model, "tiny.pt2")
+        >>> report = check_export("tiny.pt2", model, batch=2)
+        >>> report.ok
+        True
+    """
     artefact = Path(path)
     chosen = format_for(artefact)
     spec = spec_of(model)

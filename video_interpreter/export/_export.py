@@ -392,6 +392,13 @@ def export_model(
     (``()`` fixes both). A spec is built with its ``init`` scheme (seed torch first for
     reproducible weights); ``overrides`` adjust a spec (``input.frames=8``). The artefact carries
     the resolved spec and its fingerprint.
+
+    Examples:
+        >>> from video_interpreter import build_model, check_export, export_model
+        >>> model = build_model("tiny_r2plus1d").eval()
+        >>> exported = export_model(model, "tiny.pt2")        # .onnx with the export extra
+        >>> check_export("tiny.pt2", model).ok
+        True
     """
     path = Path(out)
     chosen = format_for(path, format)

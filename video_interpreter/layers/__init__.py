@@ -5,87 +5,62 @@ Upstream of the spec stage: the spec schema is assembled from what is registered
 validation propagates types with the declarations registered here.
 """
 
-from . import (
-    adaptation,
-    bottleneck,
-    combinators,
-    graph,
-    heads,
-    mvit,
-    mvit_v1,
-    resnet,
-    s3d,
-    swin,
-    torch_nn,
-    transformer,
-    video_conv,
-    vit,
-)
-from ._builder import (
-    NECK,
-    Assembled,
-    BuildContext,
-    assemble,
-    build_node,
-    build_sequence,
-    input_type,
-    is_graph,
-    node_type,
-    propagate,
-    spec_types,
-)
-from ._params import (
-    BOOL,
-    NODE,
-    NODE_LIST,
-    NON_NEGATIVE_INT,
-    NUMBER,
-    POSITIVE_INT,
-    PROBABILITY,
-    triple,
-)
+from . import adaptation as adaptation
+from . import bottleneck as bottleneck
+from . import combinators as combinators
+from . import graph as graph
+from . import heads as heads
+from . import mvit as mvit
+from . import mvit_v1 as mvit_v1
+from . import resnet as resnet
+from . import s3d as s3d
+from . import swin as swin
+from . import torch_nn as torch_nn
+from . import transformer as transformer
+from . import video_conv as video_conv
+from . import vit as vit
+from ._builder import NECK as NECK
+from ._builder import Assembled as Assembled
+from ._builder import BuildContext
+from ._builder import assemble as assemble
+from ._builder import build_node as build_node
+from ._builder import build_sequence as build_sequence
+from ._builder import input_type as input_type
+from ._builder import is_graph as is_graph
+from ._builder import node_type as node_type
+from ._builder import propagate as propagate
+from ._builder import spec_types as spec_types
+from ._params import BOOL, NODE, NODE_LIST, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, PROBABILITY
+from ._params import triple as triple
 from ._registry import (
     ENTRY_POINT_GROUP,
     LAYERS,
     LayerEntry,
     LayerRegistry,
     OutputFn,
-    closest_names,
     register_layer,
 )
-from ._types import (
-    Layout,
-    SampleType,
-    ShapeError,
-    channels,
-    clip,
-    conv_sizes,
-    features,
-    grid,
-    pool_sizes,
-    sample_dim,
-    tokens,
-    vector,
-)
-from .graph import INPUT, Graph
+from ._registry import closest_names as closest_names
+from ._types import Layout, SampleType, ShapeError, channels, clip, features, grid, tokens, vector
+from ._types import conv_sizes as conv_sizes
+from ._types import pool_sizes as pool_sizes
+from ._types import sample_dim as sample_dim
+from .graph import INPUT as INPUT
+from .graph import Graph as Graph
 from .init import INITS, InitScheme, ModuleInit, get_init, register_init
 
 __all__ = [
     "BOOL",
     "ENTRY_POINT_GROUP",
     "INITS",
-    "INPUT",
     "LAYERS",
-    "NECK",
     "NODE",
     "NODE_LIST",
     "NON_NEGATIVE_INT",
     "NUMBER",
     "POSITIVE_INT",
     "PROBABILITY",
-    "Assembled",
     "BuildContext",
-    "Graph",
     "InitScheme",
     "LayerEntry",
     "LayerRegistry",
@@ -94,40 +69,13 @@ __all__ = [
     "OutputFn",
     "SampleType",
     "ShapeError",
-    "adaptation",
-    "assemble",
-    "bottleneck",
-    "build_node",
-    "build_sequence",
     "channels",
     "clip",
-    "closest_names",
-    "combinators",
-    "conv_sizes",
     "features",
     "get_init",
-    "graph",
     "grid",
-    "heads",
-    "input_type",
-    "is_graph",
-    "mvit",
-    "mvit_v1",
-    "node_type",
-    "pool_sizes",
-    "propagate",
     "register_init",
     "register_layer",
-    "resnet",
-    "s3d",
-    "sample_dim",
-    "spec_types",
-    "swin",
     "tokens",
-    "torch_nn",
-    "transformer",
-    "triple",
     "vector",
-    "video_conv",
-    "vit",
 ]

@@ -344,10 +344,28 @@ def register_layer(
         class PointwiseConv3d(nn.Conv3d):
             def __init__(self, in_channels: int, out_channels: int) -> None:
                 super().__init__(in_channels, out_channels, kernel_size=1)
+
+    Examples:
+        >>> from torch import nn
+        >>> from video_interpreter.layers import LayerRegistry, Layout, channels, clip
+        >>> from video_interpreter.layers import register_layer
+        >>> registry = LayerRegistry(entry_point_group=None)   # or the global one: leave it out
+        >>> @register_layer(
+        ...     params={"out_channels": {"type": "integer", "minimum": 1}},
+        ...     infer={"in_channels": channels},
+        ...     accepts=[Layout.CLIP],
+        ...     output=lambda x, out_channels: clip(out_channels, *x.sizes[1:]),
+        ...     registry=registry,
+        ... )
+        ... class PointwiseConv3d(nn.Conv3d):
+        ...     def __init__(self, in_channels: int, out_channels: int) -> None:
+        ...         super().__init__(in_channels, out_channels, kernel_size=1)
+        >>> "PointwiseConv3d" in registry
+        True
     """
 
     def decorate(obj: T) -> T:
-        (registry or LAYERS).register(
+        (LAYERS if registry is None else registry).register(
             obj,
             name=name,
             params=params,

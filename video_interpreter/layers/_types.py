@@ -106,16 +106,37 @@ def format_sizes(sizes: Sequence[int]) -> str:
 
 
 def clip(c: int, t: int, h: int, w: int) -> SampleType:
+    """One clip ``(C, T, H, W)``: channels, frames, height, width.
+
+    Examples:
+        >>> from video_interpreter.layers import clip
+        >>> clip(3, 16, 112, 112).sizes
+        (3, 16, 112, 112)
+    """
     return SampleType(Layout.CLIP, (c, t, h, w))
 
 
 def grid(t: int, h: int, w: int, d: int) -> SampleType:
+    """Tokens on a grid ``(T, H, W, D)``, channels last (between transformer nodes).
+
+    Examples:
+        >>> from video_interpreter.layers import grid
+        >>> grid(8, 7, 7, 96).sizes
+        (8, 7, 7, 96)
+    """
     return SampleType(Layout.GRID, (t, h, w, d))
 
 
 def tokens(
     length: int, dim: int, *, prefix: int = 0, token_grid: Sequence[int] | None = None
 ) -> SampleType:
+    """A sequence ``(L, D)`` of tokens; ``prefix`` of them (class tokens) lead the ``token_grid``.
+
+    Examples:
+        >>> from video_interpreter.layers import tokens
+        >>> tokens(393, 96, prefix=1).sizes
+        (393, 96)
+    """
     on_grid = None if token_grid is None else triple_of(token_grid)
     if on_grid is not None and length != prefix + math.prod(on_grid):
         raise ShapeError(f"{length} tokens do not fit {prefix} + the grid {list(on_grid)}")
@@ -123,18 +144,37 @@ def tokens(
 
 
 def vector(features: int) -> SampleType:
+    """A feature vector ``(F,)`` (pooled features, logits).
+
+    Examples:
+        >>> from video_interpreter.layers import vector
+        >>> vector(400).sizes
+        (400,)
+    """
     return SampleType(Layout.VECTOR, (features,))
 
 
 def channels(sample: SampleType) -> int:
-    """Channels of a clip or feature map ``(C, T, H, W)``, or the size of a vector ``(F,)``."""
+    """Channels of a clip or feature map ``(C, T, H, W)``, or the size of a vector ``(F,)``.
+
+    Examples:
+        >>> from video_interpreter.layers import channels, clip
+        >>> channels(clip(3, 16, 112, 112))
+        3
+    """
     if sample.layout not in (Layout.CLIP, Layout.VECTOR):
         raise ShapeError(f"channels are read from a clip or a vector, got {sample}")
     return sample.sizes[0]
 
 
 def features(sample: SampleType) -> int:
-    """The last dimension: ``D`` of a token grid or sequence, ``F`` of a vector."""
+    """The last dimension: ``D`` of a token grid or sequence, ``F`` of a vector.
+
+    Examples:
+        >>> from video_interpreter.layers import features, tokens, vector
+        >>> features(vector(400)), features(tokens(8, 96))
+        (400, 96)
+    """
     if sample.layout is Layout.CLIP:
         raise ShapeError(f"features are the last dimension of tokens or a vector, got {sample}")
     return sample.sizes[-1]

@@ -51,6 +51,15 @@ INITS: dict[str, InitScheme] = {}
 
 
 def register_init(scheme: InitScheme) -> InitScheme:
+    """Make ``scheme`` nameable as a spec's ``init``; a second scheme under a taken name is a
+    ``RegistrationError``.
+
+    Examples:
+        >>> from video_interpreter.layers import get_init, register_init
+        >>> scheme = get_init("resnet")
+        >>> register_init(scheme) is scheme       # registering the same scheme again is harmless
+        True
+    """
     existing = INITS.get(scheme.name)
     if existing is not None and existing is not scheme:
         raise RegistrationError(f"init scheme {scheme.name!r} is already registered")
@@ -59,6 +68,13 @@ def register_init(scheme: InitScheme) -> InitScheme:
 
 
 def get_init(name: str) -> InitScheme:
+    """The init scheme a spec names in ``init``; an unknown name lists the known ones.
+
+    Examples:
+        >>> from video_interpreter.layers import get_init
+        >>> get_init("resnet").name
+        'resnet'
+    """
     try:
         return INITS[name]
     except KeyError:

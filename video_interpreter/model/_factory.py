@@ -73,7 +73,7 @@ def build_meta(spec: ArchitectureSpec, registry: LayerRegistry = LAYERS) -> Vide
         check_parameters([parts.backbone, parts.neck, *parts.heads.values()], current_limits())
     except SpecError as exc:
         raise spec.locate(exc) from None
-    return VideoInterpreter(spec, parts.backbone, parts.neck, parts.heads, parts.taps)
+    return VideoInterpreter.from_parts(spec, parts.backbone, parts.neck, parts.heads, parts.taps)
 
 
 def materialize(
@@ -99,7 +99,7 @@ def build_model(
     overrides: Sequence[str] = (),
     device: DeviceLike = None,
     dtype: torch.dtype | None = None,
-    registry: LayerRegistry = LAYERS,
+    registry: LayerRegistry | None = None,
     limits: Limits | None = None,
 ) -> VideoInterpreter:
     """Build a ``VideoInterpreter`` from a spec file path, a spec name (``"v1"``), a mapping or
@@ -110,7 +110,17 @@ def build_model(
     (default CPU) and initialised once with the spec's ``init`` scheme. ``limits`` bounds the
     spec and the model (default ``current_limits()``): parameters are counted on the meta
     device, before any weight is allocated.
+
+    Examples:
+        >>> import torch
+        >>> from video_interpreter import build_model
+        >>> model = build_model("tiny_r2plus1d", overrides=["heads.action.num_classes=3"])
+        >>> model(torch.zeros(1, 3, 8, 32, 32))["action"].shape
+        torch.Size([1, 3])
+        >>> build_model("r3d_18", device="meta").spec.name     # shapes only: nothing allocated
+        'r3d_18'
     """
+    registry = LAYERS if registry is None else registry
     with raised_limits(limits or current_limits()):
         resolved = load_spec(spec, overrides=overrides, check_shapes=False, registry=registry)
         model = build_meta(resolved, registry)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -10,29 +12,119 @@ from torch import nn
 from ..errors import Problem, SpecError
 from ..layers import NECK, Graph
 from ..layers.adaptation import AdaptRule, Head
-from ..spec import ArchitectureSpec
+from ..spec import ArchitectureSpec, Limits, SpecSource
 from ._preprocess import Preprocess
 
-__all__ = ["VideoInterpreter"]
+if TYPE_CHECKING:
+    from ..layers import LayerRegistry
+
+__all__ = ["DEFAULT_SPEC", "VideoInterpreter"]
+
+DEFAULT_SPEC = "v1"
+"""The spec ``VideoInterpreter()`` builds when given none: R(2+1)D-18, 400 classes."""
+
+_PART_KEYWORDS = frozenset({"backbone", "neck", "heads", "taps"})
 
 
 class VideoInterpreter(nn.Module):
-    """A video model built from an ``ArchitectureSpec``.
+    """A video model built from a spec, keeping its spec.
+
+    ``VideoInterpreter(spec, **options)`` builds exactly as ``build_model(spec, **options)``
+    does: ``spec`` is a spec name, a file path, a mapping or an ``ArchitectureSpec`` (see the
+    names-and-paths rule), and the options are ``build_model``'s. With no argument it builds
+    the default spec, ``"v1"`` (R(2+1)D-18 for 400 classes), so the plain PyTorch pattern
+    ``model = VideoInterpreter(); model.load_state_dict(torch.load(path))`` works.
 
     ``forward(clip)`` takes ``(B, C, T, H, W)`` and returns ``{head_name: output}``. The spec it
     was built from stays on the model (``model.spec``), fingerprint included, so a checkpoint
     can carry it and rebuild the same architecture.
+
+    Examples:
+        >>> import torch
+        >>> from video_interpreter import VideoInterpreter
+        >>> model = VideoInterpreter("tiny_r2plus1d")
+        >>> model(torch.zeros(2, 3, 8, 32, 32))["action"].shape
+        torch.Size([2, 4])
+        >>> VideoInterpreter(device="meta").spec.name   # the default spec
+        'video_interpreter'
     """
 
     def __init__(
+        self,
+        spec: SpecSource = DEFAULT_SPEC,
+        *legacy_parts: Any,
+        overrides: Sequence[str] = (),
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        registry: LayerRegistry | None = None,
+        limits: Limits | None = None,
+        **legacy_keywords: Any,
+    ) -> None:
+        super().__init__()
+        if legacy_parts or legacy_keywords:
+            self._attach_legacy(spec, legacy_parts, legacy_keywords)
+            return
+        from ._factory import build_model  # the factory builds on this class
+
+        built = build_model(
+            spec, overrides=overrides, device=device, dtype=dtype, registry=registry, limits=limits
+        )
+        self._attach(built.spec, built.backbone, built.neck, dict(built.heads), built.taps)
+
+    @classmethod
+    def from_parts(
+        cls,
+        spec: ArchitectureSpec,
+        backbone: nn.Module,
+        neck: nn.Module,
+        heads: Mapping[str, nn.Module],
+        taps: Mapping[str, str] | None = None,
+    ) -> VideoInterpreter:
+        """The model made of modules already built for ``spec`` (what ``build_model`` does
+        after constructing them); nothing is checked against the spec.
+
+        Examples:
+            >>> from torch import nn
+            >>> from video_interpreter import VideoInterpreter, build_model
+            >>> built = build_model("tiny_r2plus1d", device="meta")
+            >>> same = VideoInterpreter.from_parts(
+            ...     built.spec, built.backbone, built.neck, dict(built.heads))
+            >>> same.spec.fingerprint == built.spec.fingerprint
+            True
+        """
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model._attach(spec, backbone, neck, dict(heads), taps)
+        return model
+
+    def _attach_legacy(self, spec: Any, parts: tuple[Any, ...], keywords: dict[str, Any]) -> None:
+        unknown = sorted(keywords.keys() - _PART_KEYWORDS)
+        if unknown or len(parts) > 4 or not isinstance(spec, ArchitectureSpec):
+            raise TypeError(
+                f"VideoInterpreter(spec, *, overrides, device, dtype, registry, limits): "
+                f"unexpected {'keywords ' + ', '.join(unknown) if unknown else 'arguments'}; "
+                "build from parts with VideoInterpreter.from_parts(spec, backbone, neck, heads)"
+            )
+        warnings.warn(
+            "VideoInterpreter(spec, backbone, neck, heads, taps) is deprecated and will be "
+            "removed in 0.3; use VideoInterpreter.from_parts(spec, backbone, neck, heads, taps)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        named = dict(zip(("backbone", "neck", "heads", "taps"), parts, strict=False))
+        named.update(keywords)
+        self._attach(
+            spec, named["backbone"], named["neck"], dict(named["heads"]), named.get("taps")
+        )
+
+    def _attach(
         self,
         spec: ArchitectureSpec,
         backbone: nn.Module,
         neck: nn.Module,
         heads: dict[str, nn.Module],
-        taps: Mapping[str, str] | None = None,
+        taps: Mapping[str, str] | None,
     ) -> None:
-        super().__init__()
         self._spec = spec
         self.backbone = backbone
         self.neck = neck

@@ -23,7 +23,7 @@ from ..checkpoint._atomic import atomic_write
 from ..diagram import GraphvizNotFoundError, build_diagram
 from ..errors import Problem, SpecError
 from ..spec import ArchitectureSpec, load_spec
-from ..summary import CHECKPOINT_SUFFIXES, ModelSummary, Source, summarize
+from ..summary import CHECKPOINT_SUFFIXES, ModelSource, ModelSummary, summarize
 
 __all__ = ["LIBRARY_NAME", "ModelCard", "model_card", "write_model_card"]
 
@@ -42,13 +42,13 @@ class ModelCard:
     svg: bytes | None
 
 
-def _checkpoint_path(source: Source) -> Path | None:
+def _checkpoint_path(source: ModelSource) -> Path | None:
     if isinstance(source, str | Path) and Path(source).suffix.lower() in CHECKPOINT_SUFFIXES:
         return Path(source)
     return None
 
 
-def _spec_of(source: Source, metadata: CheckpointMetadata | None) -> ArchitectureSpec | None:
+def _spec_of(source: ModelSource, metadata: CheckpointMetadata | None) -> ArchitectureSpec | None:
     if metadata is not None:
         return None if metadata.spec is None else ArchitectureSpec.from_resolved(metadata.spec)
     if isinstance(source, nn.Module):
@@ -147,7 +147,7 @@ def _training_section(metadata: CheckpointMetadata | None) -> list[str]:
 
 
 def model_card(
-    source: Source,
+    source: ModelSource,
     *,
     diagram_name: str = "diagram.svg",
     license: str | None = None,
@@ -155,7 +155,14 @@ def model_card(
 ) -> ModelCard:
     """The card of a spec, model or checkpoint, rendered in memory (``write_model_card`` writes
     it). The figures are ``summarize(source)``'s; a checkpoint adds its training state, metrics,
-    notes and sha256."""
+    notes and sha256.
+
+    Examples:
+        >>> from video_interpreter.sharing import model_card
+        >>> card = model_card("tiny_r2plus1d", license="apache-2.0")
+        >>> card.text.startswith("---"), "library_name: video_interpreter" in card.text
+        (True, True)
+    """
     checkpoint = _checkpoint_path(source)
     metadata = read_metadata(checkpoint) if checkpoint is not None else None
     spec = _spec_of(source, metadata)
@@ -168,7 +175,7 @@ def model_card(
                 )
             ]
         )
-    target: Source = source if metadata is None else spec
+    target: ModelSource = source if metadata is None else spec
     summary = summarize(target, depth=2)
     sha256 = sha256_file(checkpoint) if checkpoint is not None else None
     data = _front_matter(spec, summary, metadata, sha256, license)
@@ -232,7 +239,7 @@ def model_card(
 
 
 def write_model_card(
-    source: Source,
+    source: ModelSource,
     out: str | Path,
     *,
     license: str | None = None,
@@ -245,8 +252,12 @@ def write_model_card(
     (``diagram_name``, default ``<out's stem>.svg``; without Graphviz the card inlines a Mermaid
     drawing instead). Returns ``out``.
 
-        >>> write_model_card("models/saved_models/v1_best.pth", "cards/v1.md", license="mit")
-        PosixPath('cards/v1.md')
+    Examples:
+        >>> from video_interpreter import build_model, save_model
+        >>> from video_interpreter.sharing import write_model_card
+        >>> _ = save_model(build_model("tiny_r2plus1d"), "tiny.safetensors", epoch=3)
+        >>> write_model_card("tiny.safetensors", "cards/tiny.md", license="mit")
+        PosixPath('cards/tiny.md')
     """
     out = Path(out)
     name = diagram_name or f"{out.stem}.svg"

@@ -69,6 +69,9 @@ def save_pretrained(
     notes travel into the weights' header and the card. Upload the directory with
     ``huggingface_hub.HfApi().upload_folder(repo_id=..., folder_path=directory)``.
 
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.sharing import save_pretrained
         >>> model = build_model("tiny_r2plus1d")
         >>> save_pretrained(model, "pretrained/tiny_r2plus1d", license="apache-2.0")
         PosixPath('pretrained/tiny_r2plus1d')
@@ -130,7 +133,12 @@ def from_pretrained(
     the fingerprint the weights were saved with (else the spec diff is shown) and the weights
     the sha256 the card records. The model's spec is ``config.json``'s, preprocess included.
 
-        >>> model = from_pretrained("pretrained/tiny_r2plus1d").eval()
+    Examples:
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.sharing import from_pretrained, save_pretrained
+        >>> _ = save_pretrained(build_model("tiny_r2plus1d"), "shared/tiny_r2plus1d")
+        >>> from_pretrained("shared/tiny_r2plus1d").spec.name
+        'tiny_r2plus1d'
     """
     directory = _locate(name_or_directory, revision, cache_dir, local_files_only)
     config, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME

@@ -91,7 +91,14 @@ _current: ContextVar[Limits] = ContextVar("video_interpreter_limits", default=DE
 
 
 def current_limits() -> Limits:
-    """The bounds in force here: ``DEFAULT_LIMITS`` unless ``raised_limits`` says otherwise."""
+    """The bounds in force here: ``DEFAULT_LIMITS`` unless ``raised_limits`` says otherwise.
+
+    Examples:
+        >>> from video_interpreter.spec import current_limits, raised_limits
+        >>> with raised_limits(parameters=123_456_789_000):
+        ...     current_limits().parameters
+        123456789000
+    """
     return _current.get()
 
 
@@ -101,6 +108,11 @@ def raised_limits(limits: Limits | None = None, /, **changes: int) -> Iterator[L
 
     ``with raised_limits(parameters=50_000_000_000): load_model(path)``; or pass a whole
     ``Limits``. Despite the name, a bound may be lowered too.
+
+    Examples:
+        >>> from video_interpreter import build_model, raised_limits
+        >>> with raised_limits(parameters=100_000_000_000):  # more than the default allows
+        ...     model = build_model("tiny_r2plus1d", device="meta")
     """
     chosen = (limits or current_limits()).replace(**changes)
     token = _current.set(chosen)

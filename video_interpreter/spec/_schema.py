@@ -49,7 +49,14 @@ def _node_schema(names: list[str]) -> dict[str, Any]:
 
 
 def architecture_schema(registry: LayerRegistry = LAYERS) -> dict[str, Any]:
-    """The schema of a whole spec, for the layers registered now (a fresh copy)."""
+    """The schema of a whole spec, for the layers registered now (a fresh copy).
+
+    Examples:
+        >>> from video_interpreter import architecture_schema
+        >>> schema = architecture_schema()
+        >>> schema["$schema"]
+        'https://json-schema.org/draft/2020-12/schema'
+    """
     schema: dict[str, Any] = json.loads(json.dumps(_schemas(registry)[0]))
     return schema
 

@@ -309,6 +309,14 @@ def load_spec(
     that cannot take what the node before it gives is reported at its line. ``limits`` bounds
     what the spec may ask for (default: ``current_limits()``); ``allow_external_extends`` lets
     ``extends`` read files outside the spec's own folder and the architectures folders.
+
+    Examples:
+        >>> from video_interpreter import load_spec
+        >>> spec = load_spec("v1")
+        >>> spec.name, spec.version, tuple(spec.input)
+        ('video_interpreter', 'v1', (3, 16, 112, 112))
+        >>> load_spec("v1", overrides=["input.frames=8"]).input.frames
+        8
     """
     with raised_limits(limits or current_limits()) as chosen:
         if isinstance(source, ArchitectureSpec):

@@ -20,40 +20,42 @@ disagrees.
 A URL root (``ModelStore("s3://bucket/models")``, any fsspec URL) gives a ``RemoteModelStore``:
 the same interface on an object store, with JSON manifests beside the files instead of SQLite
 and a commit protocol without rename or locks (see ``_remote``).
+
+Names, the registry and its table import no torch; ``ModelStore`` and its result types, which
+save and load models, are imported on first use.
 """
 
-from ._naming import (
-    ParsedName,
-    best_name,
-    checkpoint_name,
-    format_value,
-    model_name,
-    parse_name,
-    sanitize_metric,
-    sanitize_name,
-    sanitize_version,
-)
-from ._readme import END_MARKER, START_MARKER, render_table, replace_table
-from ._registry import Entry
-from ._remote import MANIFEST_DIR, RemoteModelStore
-from ._store import (
-    CARDS_DIR,
-    DEFAULT_ROOT,
-    REGISTRY_FILE,
-    EntryRef,
-    ModelStore,
-    PruneResult,
-    StoreProblem,
-    SyncReport,
-)
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+from ._naming import ParsedName, best_name, checkpoint_name, model_name, parse_name
+from ._naming import format_value as format_value
+from ._naming import sanitize_metric as sanitize_metric
+from ._naming import sanitize_name as sanitize_name
+from ._naming import sanitize_version as sanitize_version
+from ._readme import END_MARKER as END_MARKER
+from ._readme import START_MARKER as START_MARKER
+from ._readme import render_table
+from ._readme import replace_table as replace_table
+from ._registry import CARDS_DIR, DEFAULT_ROOT, Entry
+from ._registry import REGISTRY_FILE as REGISTRY_FILE
+
+if TYPE_CHECKING:
+    from ._remote import MANIFEST_DIR, RemoteModelStore
+    from ._store import EntryRef, ModelStore, PruneResult, StoreProblem, SyncReport
+
+_ORIGINS = {
+    **dict.fromkeys(
+        ("EntryRef", "ModelStore", "PruneResult", "StoreProblem", "SyncReport"), "._store"
+    ),
+    **dict.fromkeys(("MANIFEST_DIR", "RemoteModelStore"), "._remote"),
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _ORIGINS, globals())
 
 __all__ = [
     "CARDS_DIR",
     "DEFAULT_ROOT",
-    "END_MARKER",
     "MANIFEST_DIR",
-    "REGISTRY_FILE",
-    "START_MARKER",
     "Entry",
     "EntryRef",
     "ModelStore",
@@ -64,12 +66,7 @@ __all__ = [
     "SyncReport",
     "best_name",
     "checkpoint_name",
-    "format_value",
     "model_name",
     "parse_name",
     "render_table",
-    "replace_table",
-    "sanitize_metric",
-    "sanitize_name",
-    "sanitize_version",
 ]

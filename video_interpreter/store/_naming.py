@@ -143,20 +143,38 @@ def _stem(*tokens: str) -> str:
 
 
 def model_name(name: str, version: str, metric: str, value: float) -> str:
-    """``{name}_{version}_{metric}_{value}.pth``."""
+    """``{name}_{version}_{metric}_{value}.pth``.
+
+    Examples:
+        >>> from video_interpreter.store import model_name
+        >>> model_name("video_interpreter", "v1", "acc", 0.95)
+        'video_interpreter_v1_acc_0.95.pth'
+    """
     tokens = (sanitize_name(name), sanitize_version(version), sanitize_metric(metric))
     return _stem(*tokens, format_value(value)) + SUFFIX
 
 
 def checkpoint_name(name: str, version: str, epoch: int) -> str:
-    """``{name}_{version}_epoch_{epoch:04d}.pth``; zero-padded so a listing sorts by epoch."""
+    """``{name}_{version}_epoch_{epoch:04d}.pth``; zero-padded so a listing sorts by epoch.
+
+    Examples:
+        >>> from video_interpreter.store import checkpoint_name
+        >>> checkpoint_name("video_interpreter", "v1", 12)
+        'video_interpreter_v1_epoch_0012.pth'
+    """
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise StoreError(f"epoch must be an integer >= 0, got {epoch!r}")
     return _stem(sanitize_name(name), sanitize_version(version), "epoch", f"{epoch:04d}") + SUFFIX
 
 
 def best_name(name: str, version: str) -> str:
-    """``{name}_{version}_best.pth``."""
+    """``{name}_{version}_best.pth``.
+
+    Examples:
+        >>> from video_interpreter.store import best_name
+        >>> best_name("video_interpreter", "v1")
+        'video_interpreter_v1_best.pth'
+    """
     return _stem(sanitize_name(name), sanitize_version(version), "best") + SUFFIX
 
 
@@ -174,6 +192,12 @@ def parse_name(file_name: str) -> ParsedName | None:
 
     Only canonical names parse (``acc_0.9500`` does not: the store writes ``acc_0.95``), so
     ``parse_name(n).format() == n`` for every name that parses.
+
+    Examples:
+        >>> from video_interpreter.store import parse_name
+        >>> parsed = parse_name("video_interpreter_v1_acc_0.95.pth")
+        >>> parsed.kind, parsed.name, parsed.version, parsed.metric, parsed.value
+        ('model', 'video_interpreter', 'v1', 'acc', 0.95)
     """
     match = _PATTERN.match(file_name)
     if match is None:

@@ -42,7 +42,16 @@ def render_table(entries: Iterable[Entry]) -> str:
     """``| Model Name | Version | Date | Accuracy | Notes |``, one row per saved model (training
     checkpoints are left out; no rows, only the header, for an empty store), ordered by name,
     version and save time; the best model of each name and version says so in its notes, with
-    the metric that made it best."""
+    the metric that made it best.
+
+    Examples:
+        >>> from video_interpreter import ModelStore, build_model
+        >>> from video_interpreter.store import render_table
+        >>> store = ModelStore("store")
+        >>> _ = store.save(build_model("tiny_r2plus1d"), metrics={"acc": 0.5}, epoch=1)
+        >>> print(render_table(store.find()).splitlines()[0])
+        | Model Name | Version | Date | Accuracy | Notes |
+    """
     models = sorted(
         (e for e in entries if e.kind == "model"), key=lambda e: (e.name, e.version, e.created)
     )

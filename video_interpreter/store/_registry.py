@@ -26,6 +26,8 @@ from typing import Any, Literal
 from ..errors import StoreError
 
 __all__ = [
+    "DEFAULT_ROOT",
+    "REGISTRY_FILE",
     "BestRecord",
     "Entry",
     "EntryKind",
@@ -33,7 +35,13 @@ __all__ = [
     "Registry",
     "RegistryRow",
     "UnusableRegistryError",
+    "existing_root",
+    "find_entries",
 ]
+
+DEFAULT_ROOT = Path("models/saved_models")
+REGISTRY_FILE = "registry.sqlite"
+CARDS_DIR = "cards"  # model cards written on request, beside (not among) the store's files
 
 EntryKind = Literal["model", "checkpoint"]
 Mode = Literal["max", "min"]
@@ -428,3 +436,45 @@ class Registry:
             "mode = excluded.mode, file = excluded.file",
             (record.name, record.version, record.metric, record.mode, record.file),
         )
+
+
+def existing_root(root: str | os.PathLike[str]) -> Path:
+    """The directory of a store that must already exist; a ``StoreError`` saying what to pass
+    when it is missing or is not a directory."""
+    path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path} is not a directory; pass the store's directory")
+    if not path.is_dir():
+        raise StoreError(
+            f"no model store at {path}; save a model there first, or pass the store's "
+            "directory (--root)"
+        )
+    return path
+
+
+def find_entries(
+    registry: Registry,
+    name: str | None = None,
+    version: str | None = None,
+    *,
+    kind: EntryKind | None = None,
+    metric: str | None = None,
+    pinned: bool | None = None,
+) -> list[Entry]:
+    """Recorded files matching every criterion given (``ModelStore.find``; the command line's
+    ``models list`` calls it directly, so listing a store never imports torch)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, wanted in (("name", name), ("version", version), ("kind", kind)):
+        if wanted is not None:
+            clauses.append(f"{column} = ?")
+            params.append(wanted)
+    if metric is not None:
+        clauses.append("metric = ?")
+        params.append(metric)
+    if pinned is not None:
+        clauses.append("pinned = ?")
+        params.append(int(pinned))
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    with registry.connect() as conn:
+        return registry.entries(conn, where, tuple(params))

@@ -33,7 +33,7 @@ import os
 import posixpath
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -690,7 +690,7 @@ class RemoteModelStore(ModelStore):
             return None
         with self._downloaded(entry.file) as local:
             return resume_checkpoint(
-                local, model, optimizer, scheduler, verify=entry.sha256, restore_rng=restore_rng
+                model, local, optimizer, scheduler, verify=entry.sha256, restore_rng=restore_rng
             )
 
     # -- pins and retention -----------------------------------------------------------------
@@ -757,7 +757,12 @@ class RemoteModelStore(ModelStore):
                 )
         return None
 
-    def verify(self, *, hashes: bool = True) -> builtins.list[StoreProblem]:
+    def verify(
+        self,
+        *,
+        hashes: bool = True,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> builtins.list[StoreProblem]:
         problems: builtins.list[StoreProblem] = []
         entries = self._all_entries()
         recorded = {e.file for e in entries}
@@ -769,7 +774,9 @@ class RemoteModelStore(ModelStore):
                 StoreProblem("unreadable", file, "its manifest is unreadable; sync rebuilds it")
             )
         objects = self._objects()
-        for entry in entries:
+        for done, entry in enumerate(entries, 1):
+            if progress is not None:
+                progress(done, len(entries), entry.file)
             problem = self._check_remote(entry, hashes=hashes, objects=objects)
             if problem is not None:
                 problems.append(problem)

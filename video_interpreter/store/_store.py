@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +61,9 @@ from ._naming import (
 )
 from ._readme import END_MARKER, START_MARKER, render_table, replace_table, write_atomically
 from ._registry import (
+    CARDS_DIR,
+    DEFAULT_ROOT,
+    REGISTRY_FILE,
     BestRecord,
     Entry,
     EntryKind,
@@ -68,6 +71,8 @@ from ._registry import (
     Registry,
     RegistryRow,
     UnusableRegistryError,
+    existing_root,
+    find_entries,
 )
 
 __all__ = [
@@ -85,9 +90,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ROOT = Path("models/saved_models")
-REGISTRY_FILE = "registry.sqlite"
-CARDS_DIR = "cards"  # model cards written on request, beside (not among) the store's files
 LOCK_FILE = ".store.lock"
 _SIDE_FILES = (f"{REGISTRY_FILE}-wal", f"{REGISTRY_FILE}-shm", f"{REGISTRY_FILE}-journal")
 DAMAGED_REGISTRY = f"{REGISTRY_FILE}.damaged"  # where sync moves a registry it cannot read
@@ -302,13 +304,8 @@ class ModelStore:
             root = root.removeprefix("file://")
         self.root = Path(root)
         if not self.root.is_dir():
-            if self.root.exists():
-                raise StoreError(f"{self.root} is not a directory; pass the store's directory")
-            if not create:
-                raise StoreError(
-                    f"no model store at {self.root}; save a model there first, or pass the "
-                    "store's directory (--root)"
-                )
+            if self.root.exists() or not create:
+                existing_root(self.root)  # raises, saying what to pass
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -669,21 +666,7 @@ class ModelStore:
         pinned: bool | None = None,
     ) -> builtins.list[Entry]:
         """Recorded files matching every criterion given."""
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        for column, wanted in (("name", name), ("version", version), ("kind", kind)):
-            if wanted is not None:
-                clauses.append(f"{column} = ?")
-                params.append(wanted)
-        if metric is not None:
-            clauses.append("metric = ?")
-            params.append(metric)
-        if pinned is not None:
-            clauses.append("pinned = ?")
-            params.append(int(pinned))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self.registry.connect() as conn:
-            return self.registry.entries(conn, where, tuple(params))
+        return find_entries(self.registry, name, version, kind=kind, metric=metric, pinned=pinned)
 
     def get(self, ref: EntryRef) -> Entry:
         """The entry of a file name or path in this store (a ``_best.pth`` name gives the best
@@ -772,8 +755,8 @@ class ModelStore:
             )
         logger.info("resuming %s %s from %s", spec.name, spec.version, entry.file)
         return resume_checkpoint(
-            entry.path,
             model,
+            entry.path,
             optimizer,
             scheduler,
             verify=entry.sha256,
@@ -857,18 +840,35 @@ class ModelStore:
             if p.name not in _OWN_FILES and p.name != LOCK_FILE and (p.is_file() or p.is_symlink())
         )
 
-    def verify(self, *, hashes: bool = True) -> builtins.list[StoreProblem]:
+    def verify(
+        self,
+        *,
+        hashes: bool = True,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> builtins.list[StoreProblem]:
         """Every disagreement between the directory and the registry: recorded files that are
         missing or changed (sha256, or only size without ``hashes``), unrecorded store files,
         leftovers of interrupted writes, foreign files, and stale best links. Empty when all is
-        well. Nothing is changed; ``sync`` repairs what can be repaired."""
+        well. Nothing is changed; ``sync`` repairs what can be repaired. ``progress(done,
+        total, file)`` is called before each recorded file is checked (hashing is the long
+        part).
+
+        Examples:
+            >>> from video_interpreter import ModelStore, build_model
+            >>> store = ModelStore("store")
+            >>> _ = store.save(build_model("tiny_r2plus1d"), metrics={"acc": 0.5}, epoch=1)
+            >>> store.verify()
+            []
+        """
         problems: builtins.list[StoreProblem] = []
         with self.registry.connect() as conn:
             entries = self.registry.entries(conn)
             records = self.registry.best_records(conn)
         recorded = {e.file: e for e in entries}
         best_files = {best_name(r.name, r.version): r for r in records}
-        for entry in entries:
+        for done, entry in enumerate(entries, 1):
+            if progress is not None:
+                progress(done, len(entries), entry.file)
             problem = self._check_entry(entry, hashes=hashes)
             if problem is not None:
                 problems.append(problem)

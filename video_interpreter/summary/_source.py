@@ -11,7 +11,7 @@ originals, with every submodule's train/eval mode, are put back in ``finally``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,14 @@ from torch.utils.hooks import RemovableHandle
 
 from ..errors import BuildError, CheckpointError, Problem, SpecError
 from ..model import build_model, materialize
-from ..spec import ArchitectureSpec
+from ..spec import ArchitectureSpec, ClipShape
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
+    "DEFAULT_DEPTH",
     "CallStack",
-    "ClipShape",
-    "Source",
+    "InputShape",
+    "ModelSource",
     "Subject",
     "parse_clip_shape",
     "resolve_source",
@@ -37,12 +38,16 @@ __all__ = [
 
 CHECKPOINT_SUFFIXES = (".pth", ".safetensors")
 
-ClipShape = tuple[int, int, int, int]
-"""One clip, batch excluded: ``(C, T, H, W)``."""
+ModelSource = str | Path | Mapping[str, Any] | ArchitectureSpec | nn.Module
+"""What a summary or diagram looks at: a spec name or path, a spec mapping, an
+``ArchitectureSpec``, a checkpoint path (``.pth``/``.safetensors``), or a model."""
 
-Source = str | Path | Mapping[str, Any] | ArchitectureSpec | nn.Module
-"""A spec file path or name, a spec mapping, an ``ArchitectureSpec``, a checkpoint path, or a
-model."""
+InputShape = Sequence[int] | str
+"""One clip's shape, batch excluded: four positive integers ``(C, T, H, W)`` (a ``ClipShape``,
+a tuple, a list) or the same as text, ``"3x16x112x112"``."""
+
+DEFAULT_DEPTH = 2
+"""Module levels a summary lists and a diagram opens, unless told otherwise."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,17 @@ class Subject:
     clip: ClipShape
 
 
-def parse_clip_shape(value: Any) -> ClipShape:
-    """``"3x16x112x112"`` or a sequence of four positive integers -> ``(C, T, H, W)``."""
+def parse_clip_shape(value: InputShape) -> ClipShape:
+    """``"3x16x112x112"`` or a sequence of four positive integers -> ``ClipShape(C, T, H, W)``;
+    anything else is a ``SpecError`` that says what would be valid.
+
+    Examples:
+        >>> from video_interpreter.summary import parse_clip_shape
+        >>> parse_clip_shape("3x16x112x112")
+        ClipShape(channels=3, frames=16, height=112, width=112)
+        >>> parse_clip_shape([3, 8, 32, 32]).frames
+        8
+    """
     parts: list[Any]
     if isinstance(value, str):
         parts = [p.strip() for p in value.lower().split("x")]
@@ -80,7 +94,7 @@ def parse_clip_shape(value: Any) -> ClipShape:
             ]
         )
     c, t, h, w = parts
-    return (c, t, h, w)
+    return ClipShape(c, t, h, w)
 
 
 def _checkpoint_path(source: object) -> str | Path | None:
@@ -106,7 +120,10 @@ def _spec_of_checkpoint(path: str | Path) -> Mapping[str, Any]:
 
 
 def resolve_source(
-    source: Source, *, input_shape: Any = None, device: torch.device | str = "meta"
+    source: ModelSource,
+    *,
+    input_shape: InputShape | None = None,
+    device: torch.device | str = "meta",
 ) -> Subject:
     """The model to inspect (built on ``device`` for specs and checkpoints; a given model as is)
     and the clip shape: ``input_shape`` if given, else the spec's ``input``."""
@@ -128,8 +145,7 @@ def resolve_source(
     if input_shape is not None:
         clip = parse_clip_shape(input_shape)
     elif spec is not None:
-        c, t, h, w = spec.input
-        clip = (c, t, h, w)
+        clip = ClipShape(*spec.input)
     else:
         raise SpecError(
             [

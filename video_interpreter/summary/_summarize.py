@@ -24,7 +24,7 @@ from torchinfo.torchinfo import clear_cached_forward_pass
 from ..errors import VideoInterpreterError
 from ..layers import NECK, Graph
 from ._report import LayerRow, ModelSummary
-from ._source import CallStack, Source, resolve_source, running
+from ._source import DEFAULT_DEPTH, CallStack, InputShape, ModelSource, resolve_source, running
 
 __all__ = ["graph_inputs", "summarize", "unique_tensors"]
 
@@ -85,11 +85,11 @@ def graph_inputs(model: nn.Module) -> dict[str, tuple[str, ...]]:
 
 
 def summarize(
-    source: Source,
+    source: ModelSource,
     *,
-    input_shape: Any = None,
+    input_shape: InputShape | None = None,
     batch_size: int = 1,
-    depth: int = 3,
+    depth: int = DEFAULT_DEPTH,
     device: torch.device | str = "meta",
 ) -> ModelSummary:
     """Layer table, parameter counts, MACs/FLOPs and memory of a spec, checkpoint or model.
@@ -99,6 +99,14 @@ def summarize(
     is built on meta, and a given model runs on meta stand-ins of its tensors. A given model's
     tensors, devices and train/eval modes are restored before this returns. ``depth`` limits
     the rows listed (the model is depth 0), not what is counted.
+
+    Examples:
+        >>> from video_interpreter import summarize
+        >>> summary = summarize("tiny_r2plus1d")            # on the meta device: nothing allocated
+        >>> summary.total_params, summary.input_shape
+        (52696, (1, 3, 8, 32, 32))
+        >>> summarize("tiny_r2plus1d", input_shape="3x16x32x32").macs > summary.macs
+        True
     """
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import VideoInterpreterError
-from ._source import CallStack, Source, resolve_source, running
+from ._source import CallStack, InputShape, ModelSource, resolve_source, running
 
 __all__ = ["ShapeTrace", "trace_shapes"]
 
@@ -37,8 +37,19 @@ class ShapeTrace:
 
 
 def trace_shapes(
-    source: Source, *, input_shape: Any = None, device: torch.device | str = "meta"
+    source: ModelSource,
+    *,
+    input_shape: InputShape | None = None,
+    device: torch.device | str = "meta",
 ) -> ShapeTrace:
+    """The shape after every module of a spec, checkpoint or model for one clip, traced on
+    ``device`` (the meta device by default: nothing allocated); what diagrams are drawn from.
+
+    Examples:
+        >>> from video_interpreter.summary import trace_shapes
+        >>> trace_shapes("tiny_r2plus1d").input_shape
+        ClipShape(channels=3, frames=8, height=32, width=32)
+    """
     subject = resolve_source(source, input_shape=input_shape, device=device)
     model = subject.model
     shapes: dict[str, Shape] = {}

@@ -18,21 +18,21 @@ mlflow and wandb are optional (extras ``mlflow``, ``wandb``): importing this pac
 neither, using a tracker needs its own.
 """
 
-from ._base import Bundle, TrackedSave, Tracker, TrackerError, TrackerWarning, make_bundle
+from ._base import Bundle as Bundle
+from ._base import TrackedSave, Tracker, TrackerError, TrackerWarning
+from ._base import make_bundle as make_bundle
 from ._mlflow import MLflowTracker
 from ._parse import parse_tracker
-from ._wandb import OfflineArtifact, WandbTracker, read_offline_artifacts
+from ._wandb import OfflineArtifact as OfflineArtifact
+from ._wandb import WandbTracker
+from ._wandb import read_offline_artifacts as read_offline_artifacts
 
 __all__ = [
-    "Bundle",
     "MLflowTracker",
-    "OfflineArtifact",
     "TrackedSave",
     "Tracker",
     "TrackerError",
     "TrackerWarning",
     "WandbTracker",
-    "make_bundle",
     "parse_tracker",
-    "read_offline_artifacts",
 ]

@@ -88,7 +88,19 @@ def train_one_epoch(
     scheduler: Any = None,
 ) -> float:
     """One pass over ``loader`` in train mode; ``scheduler`` (if any) steps after every batch.
-    Returns the mean training loss."""
+    Returns the mean training loss.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader
+        >>> from video_interpreter import MovingSquares, build_model
+        >>> from video_interpreter.training import train_one_epoch
+        >>> model = build_model("tiny_r2plus1d")
+        >>> optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+        >>> loader = DataLoader(MovingSquares(size=32), batch_size=16)
+        >>> train_one_epoch(model, optimizer, loader, head="action") > 0   # the mean training loss
+        True
+    """
     model.train()
     total, count = 0.0, 0
     for clips, labels in loader:  # clips: (B, C, T, H, W), labels: (B,)
@@ -108,7 +120,15 @@ def evaluate(
     model: nn.Module, dataset: Examples, *, head: str | None = None, batch_size: int = 64
 ) -> tuple[float, float]:
     """Mean cross-entropy and top-1 accuracy of ``model``'s ``head`` on ``dataset``, in eval
-    mode (the model's mode is put back)."""
+    mode (the model's mode is put back).
+
+    Examples:
+        >>> from video_interpreter import MovingSquares, build_model
+        >>> from video_interpreter.training import evaluate
+        >>> loss, accuracy = evaluate(build_model("tiny_r2plus1d"), MovingSquares("val", size=16))
+        >>> 0.0 <= accuracy <= 1.0
+        True
+    """
     name = _head_of(model, head)
     was_training = model.training
     model.eval()
@@ -160,6 +180,17 @@ def fit(
     accuracy; the store keeps the best), then ``store.prune(keep_last)``. ``scheduler`` steps
     after every batch. The arguments are checked here, before any training; a store that
     already holds later checkpoints of this model is refused, so two runs never mix.
+
+    Examples:
+        >>> import torch
+        >>> from video_interpreter import ModelStore, MovingSquares, build_model, fit
+        >>> model = build_model("tiny_r2plus1d")
+        >>> optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+        >>> train, val = MovingSquares("train", size=32), MovingSquares("val", size=16)
+        >>> store = ModelStore("store")
+        >>> for result in fit(model, optimizer, train, val, store, epochs=1, batch_size=16):
+        ...     print(result.epoch, result.model.file)
+        1 tiny_r2plus1d_v1_acc_...pth
     """
     name = _head_of(model, head)
     epochs = _at_least("epochs", epochs, 1)

@@ -30,38 +30,35 @@ import torch
 from ..errors import KeyMapError, RegistryError
 from ..layers import closest_names
 from ._apply import AppliedTransform, MappedStateDict, apply_key_map, export_state_dict
-from ._keymap import (
-    OPERATIONS,
-    KeyMap,
-    KeyMapSource,
-    Rule,
-    Transform,
-    key_map_from_dict,
-    key_map_schema,
-    read_key_map,
-    resolve_key_map,
-)
+from ._catalog import ZOO, Accuracy, Library, ZooModel, list_models, model_info
+from ._keymap import OPERATIONS as OPERATIONS
+from ._keymap import KeyMap, KeyMapSource, key_map_from_dict, read_key_map
+from ._keymap import Rule as Rule
+from ._keymap import Transform as Transform
+from ._keymap import key_map_schema as key_map_schema
+from ._keymap import resolve_key_map as resolve_key_map
 from ._transformers import TRANSFORMERS_MODEL_TYPES, read_transformers_config, transformers_spec
 
 __all__ = [
-    "OPERATIONS",
     "TRANSFORMERS_MODEL_TYPES",
+    "ZOO",
+    "Accuracy",
     "AppliedTransform",
     "KeyMap",
     "KeyMapSource",
+    "Library",
     "MappedStateDict",
-    "Rule",
-    "Transform",
+    "ZooModel",
     "apply_key_map",
     "convert_state_dict",
     "export_state_dict",
     "key_map",
     "key_map_from_dict",
-    "key_map_schema",
     "known_key_maps",
+    "list_models",
+    "model_info",
     "read_key_map",
     "read_transformers_config",
-    "resolve_key_map",
     "transformers_spec",
 ]
 
@@ -70,14 +67,24 @@ _KEY_MAPS = Path(__file__).resolve().parent / "key_maps"
 
 def known_key_maps(source: str = "torchvision") -> list[str]:
     """The architectures with a key map shipped for ``source`` (``torchvision``,
-    ``pytorchvideo``; ``transformers``: model types)."""
+    ``pytorchvideo``; ``transformers``: model types).
+
+    Examples:
+        >>> from video_interpreter.zoo import known_key_maps
+        >>> "r3d_18" in known_key_maps("torchvision"), "x3d_s" in known_key_maps("pytorchvideo")
+        (True, True)
+    """
     return sorted(p.stem for p in (_KEY_MAPS / source).glob("*.yaml"))
 
 
 def key_map(architecture: str, source: str = "torchvision") -> KeyMap:
-    """The key map shipped with the package for ``source``'s ``architecture``::
+    """The key map shipped with the package for ``source``'s ``architecture``; an unknown one
+    is a ``RegistryError`` naming the closest known.
 
-    km = key_map("r3d_18", "torchvision")
+    Examples:
+        >>> from video_interpreter.zoo import key_map
+        >>> key_map("r3d_18").source
+        'torchvision'
     """
     path = _KEY_MAPS / source / f"{architecture}.yaml"
     if not path.is_file():
@@ -94,9 +101,19 @@ def convert_state_dict(
     architecture: str, state_dict: Mapping[str, torch.Tensor], source: str = "torchvision"
 ) -> MappedStateDict:
     """``state_dict`` mapped by the shipped key map of ``source``'s ``architecture``; refused
-    (``KeyMapError``) when a source key is covered by no transform, rule or drop::
+    (``KeyMapError``) when a source key is covered by no transform, rule or drop.
 
-        mapped = convert_state_dict("r3d_18", torchvision_model.state_dict())
+    Examples:
+        >>> import torch
+        >>> import torchvision
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.zoo import convert_state_dict
+        >>> with torch.device("meta"):
+        ...     reference = torchvision.models.video.r3d_18()
+        >>> mapped = convert_state_dict("r3d_18", reference.state_dict())
+        >>> model = build_model("r3d_18", device="meta")
+        >>> model.load_state_dict(mapped.state_dict, strict=True, assign=True)
+        <All keys matched successfully>
     """
     rules = key_map(architecture, source)
     mapped = apply_key_map(rules, state_dict)

@@ -119,14 +119,21 @@ def _run_forward(
 
 
 def apply_key_map(key_map: KeyMap, state_dict: Mapping[str, torch.Tensor]) -> MappedStateDict:
-    """``state_dict`` (the source library's) as the model's keys and tensors.
+    r"""``state_dict`` (the source library's) as the model's keys and tensors.
 
     Never raises for keys it cannot place: they are listed in ``unmapped`` for the caller to
     report with the model's keys (``import_state_dict`` refuses them). A transform that does not
-    fit its tensors, or two keys sent to one, raise ``KeyMapError``::
+    fit its tensors, or two keys sent to one, raise ``KeyMapError``.
 
-        mapped = apply_key_map(read_key_map("videomae.yaml"), source_state_dict)
-        model.load_state_dict(mapped.state_dict)
+    Examples:
+        >>> import torch
+        >>> from video_interpreter.zoo import apply_key_map, key_map_from_dict
+        >>> km = key_map_from_dict({"source": "mine", "transforms": [{"concat": {
+        ...     "from": [r"^(.*)\.q$", r"\1.k", r"\1.v"], "to": r"\1.qkv", "dim": 0}}]})
+        >>> parts = {f"attn.{n}": torch.ones(2, 4) for n in "qkv"}
+        >>> mapped = apply_key_map(km, {**parts, "stray": torch.zeros(1)})
+        >>> mapped.state_dict["attn.qkv"].shape, mapped.unmapped
+        (torch.Size([6, 4]), ['stray'])
     """
     working = dict(state_dict)
     produced: set[str] = set()
@@ -323,10 +330,15 @@ def export_state_dict(
     holds the fill value) and a drop with ``value`` is filled again. A key map with an entry that
     has no inverse (expand, a plain ``drop``, a reshape without ``source_shape``) is refused,
     the entry named. ``key_map`` is a ``KeyMap``, a key-map file or data shaped like one. The
-    result is checked by mapping it forward again::
+    result is checked by mapping it forward again.
 
-        source_sd = export_state_dict(model, key_map("r3d_18", "torchvision"))
-        torchvision_model.load_state_dict(source_sd)
+    Examples:
+        >>> import torch, torchvision
+        >>> from video_interpreter import build_model
+        >>> from video_interpreter.zoo import export_state_dict, key_map
+        >>> source = export_state_dict(build_model("r3d_18"), key_map("r3d_18", "torchvision"))
+        >>> torchvision.models.video.r3d_18().load_state_dict(source)
+        <All keys matched successfully>
     """
     key_map = resolve_key_map(key_map)
     state = (

@@ -303,12 +303,21 @@ def _checked(data: Mapping[str, Any], smap: SourceMap, origin: str) -> KeyMap:
 
 
 def read_key_map(path: str | Path) -> KeyMap:
-    """Read and check a key-map file (YAML or JSON).
+    r"""Read and check a key-map file (YAML or JSON).
 
-    Every problem is reported at once (``KeyMapError.problems``), each located::
+    Every problem is reported at once (``KeyMapError.problems``), each located.
 
-        km = read_key_map("my_videomae.yaml")
-        mapped = apply_key_map(km, source_state_dict)
+    Examples:
+        >>> from pathlib import Path
+        >>> from video_interpreter.zoo import read_key_map
+        >>> text = "source: mine\nrules:\n  - {match: '^x$', replac: y}\n"
+        >>> _ = Path("mine.yaml").write_text(text)
+        >>> read_key_map("mine.yaml")
+        Traceback (most recent call last):
+        ...
+        video_interpreter.errors.KeyMapError: 2 problems in key map:
+          mine.yaml:3:5: rules[0]: missing required key 'replace'
+          mine.yaml:3:20: rules[0].replac: unknown key 'replac'; ... (did you mean 'replace'?)
     """
     path = Path(path)
     try:
@@ -319,10 +328,15 @@ def read_key_map(path: str | Path) -> KeyMap:
 
 
 def key_map_from_dict(data: Mapping[str, Any], origin: str = "<key map>") -> KeyMap:
-    """A ``KeyMap`` from data shaped like a key-map file, checked the same way::
+    r"""A ``KeyMap`` from data shaped like a key-map file, checked the same way.
 
-    km = key_map_from_dict({"source": "mine", "rules": [{"match": "^(.*)$",
-                                                         "replace": "backbone.\\\\1"}]})
+    Examples:
+        >>> from video_interpreter.zoo import key_map_from_dict
+        >>> km = key_map_from_dict(
+        ...     {"source": "mine", "rules": [{"match": "^(.*)$", "replace": r"backbone.\1"}]}
+        ... )
+        >>> km.target_key("fc.weight")
+        'backbone.fc.weight'
     """
     smap = SourceMap(values={(): Location(origin)})
     return _checked(data, smap, origin)

@@ -505,7 +505,17 @@ def transformers_spec(config: Mapping[str, Any], *, where: str = "config.json") 
 
 
 def read_transformers_config(directory: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a transformers checkpoint directory, as a dict."""
+    """The ``config.json`` of a transformers checkpoint directory, as a dict.
+
+    Examples:
+        >>> import json
+        >>> from pathlib import Path
+        >>> from video_interpreter.zoo import read_transformers_config
+        >>> Path("vivit").mkdir()
+        >>> _ = Path("vivit/config.json").write_text(json.dumps({"model_type": "vivit"}))
+        >>> read_transformers_config("vivit")["model_type"]
+        'vivit'
+    """
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise CheckpointError(
