@@ -26,7 +26,12 @@ from video_interpreter.checkpoint import (
 )
 from video_interpreter.cli import main
 from video_interpreter.errors import AdaptationError, CheckpointError
-from video_interpreter.layers.adaptation import PositionTable, RelativeTable, adaptation_rules
+from video_interpreter.layers.adaptation import (
+    Derived,
+    PositionTable,
+    RelativeTable,
+    adaptation_rules,
+)
 from video_interpreter.model import build_model
 from video_interpreter.spec import load_spec
 
@@ -344,6 +349,19 @@ def test_convert_refuses_inflate_without_adapt(
     assert "--inflate says how --adapt inflates 2D kernels; add --adapt" in capsys.readouterr().err
 
 
+# Tensor names of learned absolute position tables across the layers (a class token's own
+# (1, 1, D) position is not on a grid and is excluded by its size).
+_POSITION_TABLES = {
+    "position",
+    "table",
+    "space",
+    "time",
+    "temporal_pos",
+    "spatial_pos",
+    "pos_embed_spatial",
+    "pos_embed_temporal",
+}
+
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "architectures" / "configs").glob("*.yaml"))
 
 
@@ -351,11 +369,21 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "architectures" / "confi
 def test_every_zoo_spec_declares_rules_that_agree_with_its_tensors(config: Path) -> None:
     model = build_model(config, device="meta")
     state = model.state_dict()
+    buffers = dict(model.named_buffers())  # non-persistent ones (fixed tables) included
     rules = adaptation_rules(model)
-    assert set(rules) <= set(state)
+    assert set(rules) <= set(state) | set(buffers)
     for key, rule in rules.items():
         if isinstance(rule, PositionTable | RelativeTable):
             assert rule.expected_shape(state[key]), (key, rule)
+        elif isinstance(rule, Derived):
+            assert rule.compute().shape == buffers[key].shape, (key, rule)
+    # every learned position table is declared, whatever layer holds it
+    tables = {
+        k
+        for k, v in state.items()
+        if k.rpartition(".")[2] in _POSITION_TABLES and v.dim() >= 2 and v.numel() > v.shape[-1]
+    }
+    assert tables <= {k for k, r in rules.items() if isinstance(r, PositionTable)}, tables
     stems = [k for k, r in rules.items() if r.describe().endswith("reading the clip")]
     assert stems, "no kernel reads the clip"
     heads = {k for k in state if k.startswith("heads.")}
