@@ -20,9 +20,7 @@ from .test_adaptation import _assert_every_change_reported
 _BLOCKS = {"videomae_base": 3, "timesformer_base": 4, "vivit_b": 4}
 
 
-def small(
-    name: str, frames: int = 4, height: int = 32, width: int = 32, **changes: Any
-) -> Any:
+def small(name: str, frames: int = 4, height: int = 32, width: int = 32, **changes: Any) -> Any:
     """A zoo transformer spec at width 32, 2 blocks, 8x8 patches, 5 classes."""
     blocks = _BLOCKS[name]
     tubelet = [1, 8, 8] if name == "timesformer_base" else [2, 8, 8]
@@ -163,7 +161,8 @@ def test_a_sine_cosine_table_is_recomputed_for_the_new_clip_and_reported(tmp_pat
         "backbone.pos.table (1, 128, 32) -> (1, 64, 32): recomputed: sine-cosine table of 64 "
         "positions (not stored)"
     )
-    assert report.ok and not _changed_stored(source, model)
+    assert report.ok
+    assert not _changed_stored(source, model)
     # a source that carries the table (another library's export) has it dropped, said so
     carried = {**source, "backbone.pos.table": sinusoid_table(128, 32)[None]}
     report = load_weights(build_model(small("videomae_base", frames=8)), carried, adapt=True)
@@ -185,7 +184,9 @@ def test_a_per_frame_projection_takes_other_input_channels_and_a_one_frame_tubel
     kernel = source["backbone.embed.proj.weight"]  # (32, 3, 8, 8), a Conv2d's
     expected = torch.cat((kernel, kernel), dim=1)[:, :4] * (3 / 4)
     torch.testing.assert_close(model.state_dict()["backbone.embed.proj.weight"], expected)
-    assert [a.rule for a in report.adapted] == ["input channels 3 -> 4, RGB repeated and scaled by 3/4"]
+    assert [a.rule for a in report.adapted] == [
+        "input channels 3 -> 4, RGB repeated and scaled by 3/4"
+    ]
     _assert_every_change_reported(source, model, report)
 
     tubelet, source = _saved(
@@ -194,7 +195,8 @@ def test_a_per_frame_projection_takes_other_input_channels_and_a_one_frame_tubel
     model = build_model(small("timesformer_base"))
     report = load_weights(model, tubelet, adapt=True)
     torch.testing.assert_close(
-        model.state_dict()["backbone.embed.proj.weight"], source["backbone.embed.proj.weight"][:, :, 0]
+        model.state_dict()["backbone.embed.proj.weight"],
+        source["backbone.embed.proj.weight"][:, :, 0],
     )
     assert [a.rule for a in report.adapted] == ["one-frame 3D kernel as a per-frame 2D kernel"]
     clip = torch.randn(1, 3, 4, 32, 32)
