@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
 from transformers import ViTConfig, ViTForImageClassification, ViTModel
 
 from video_interpreter.checkpoint import Adapt, import_state_dict, load_weights
@@ -39,9 +40,12 @@ def _config(**changes: Any) -> ViTConfig:
 
 def _classifier(seed: int = 0, **changes: Any) -> ViTForImageClassification:
     torch.manual_seed(seed)
-    vit = ViTForImageClassification(_config(**changes)).eval()
+    vit = ViTForImageClassification(_config(**changes))
+    nn.Module.train(vit, False)
     with torch.no_grad():
-        vit.classifier.weight.mul_(40.0)  # logits of a trained network's order, not 0.2
+        classifier = vit.get_submodule("classifier")
+        assert isinstance(classifier, nn.Linear)
+        classifier.weight.mul_(40.0)  # logits of a trained network's order, not 0.2
     return vit
 
 
@@ -206,7 +210,7 @@ def test_dropping_a_key_bias_changes_no_attention_output() -> None:
     grids = Adapt(source_grids={"backbone.pos.table": (4, 4)})
     with_bias = build_meta(small("vivit_b", frames=4))
     load_weights(with_bias, state, adapt=grids)
-    without = build_meta(small("vivit_b", frames=4, **{"backbone.4.layer.qkv_bias": "qv"}))
+    without = build_meta(small("vivit_b", frames=4, changes={"backbone.4.layer.qkv_bias": "qv"}))
     no_key_bias = {k: v for k, v in state.items() if not k.endswith("attn.key.bias")}
     load_weights(without, no_key_bias, adapt=grids)
     clip = torch.randn(2, 3, 4, 32, 32)

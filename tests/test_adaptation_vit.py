@@ -4,6 +4,7 @@ space and time tables (TimeSformer), separable tables (MViT v1), fixed sine-cosi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from .test_adaptation import _assert_every_change_reported
 _BLOCKS = {"videomae_base": 3, "timesformer_base": 4, "vivit_b": 4}
 
 
-def small(name: str, frames: int = 4, height: int = 32, width: int = 32, **changes: Any) -> Any:
+def small(
+    name: str,
+    frames: int = 4,
+    height: int = 32,
+    width: int = 32,
+    changes: Mapping[str, object] | None = None,
+) -> Any:
     """A zoo transformer spec at width 32, 2 blocks, 8x8 patches, 5 classes."""
     blocks = _BLOCKS[name]
     tubelet = [1, 8, 8] if name == "timesformer_base" else [2, 8, 8]
@@ -34,7 +41,7 @@ def small(name: str, frames: int = 4, height: int = 32, width: int = 32, **chang
         f"backbone.{blocks}.layer.heads=2",
         f"backbone.{blocks}.layer.mlp_dim=64",
         "heads.action.num_classes=5",
-        *(f"{key}={value}" for key, value in changes.items()),
+        *(f"{key}={value}" for key, value in (changes or {}).items()),
     ]
     return load_spec(f"configs/{name}.yaml", overrides=overrides)
 
@@ -155,7 +162,8 @@ def test_a_sine_cosine_table_is_recomputed_for_the_new_clip_and_reported(tmp_pat
     model, report = load_model(
         path, spec=small("videomae_base", frames=8), adapt=True, return_report=True
     )
-    torch.testing.assert_close(model.backbone.pos.table, sinusoid_table(4 * 4 * 4, 32)[None])
+    table = model.get_submodule("backbone.pos").get_buffer("table")
+    torch.testing.assert_close(table, sinusoid_table(4 * 4 * 4, 32)[None])
     (line,) = report.adapted
     assert str(line) == (
         "backbone.pos.table (1, 128, 32) -> (1, 64, 32): recomputed: sine-cosine table of 64 "
@@ -178,7 +186,7 @@ def test_a_per_frame_projection_takes_other_input_channels_and_a_one_frame_tubel
     tmp_path: Path,
 ) -> None:
     path, source = _saved(tmp_path, small("timesformer_base"))
-    depth = small("timesformer_base", **{"input.channels": 4})
+    depth = small("timesformer_base", changes={"input.channels": 4})
     model = build_model(depth)
     report = load_weights(model, path, adapt=True)
     kernel = source["backbone.embed.proj.weight"]  # (32, 3, 8, 8), a Conv2d's
@@ -190,7 +198,7 @@ def test_a_per_frame_projection_takes_other_input_channels_and_a_one_frame_tubel
     _assert_every_change_reported(source, model, report)
 
     tubelet, source = _saved(
-        tmp_path, small("timesformer_base", **{"backbone.0.per_frame": False}), "tubelet"
+        tmp_path, small("timesformer_base", changes={"backbone.0.per_frame": False}), "tubelet"
     )
     model = build_model(small("timesformer_base"))
     report = load_weights(model, tubelet, adapt=True)
