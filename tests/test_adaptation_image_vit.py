@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from torch import nn
 from transformers import ViTConfig, ViTForImageClassification, ViTModel
 
-from video_interpreter.checkpoint import Adapt, import_state_dict, load_weights
+from video_interpreter.checkpoint import Adapt, import_state_dict, load_model, load_weights
+from video_interpreter.cli import main
 from video_interpreter.errors import CheckpointError
 from video_interpreter.model import build_meta
 from video_interpreter.zoo import convert_state_dict, export_state_dict, key_map
@@ -218,3 +220,26 @@ def test_dropping_a_key_bias_changes_no_attention_output() -> None:
         torch.testing.assert_close(
             without.eval()(clip)["action"], with_bias.eval()(clip)["action"], atol=1e-5, rtol=0
         )
+
+
+def test_the_convert_command_imports_a_timm_vit_into_timesformer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vit = _classifier(seed=5)
+    torch.save(_timm_layout(vit), tmp_path / "vit.pth")
+    spec = tmp_path / "timesformer.yaml"
+    spec.write_text(yaml.safe_dump(small("timesformer_base", frames=4).to_dict()), "utf-8")
+    out = tmp_path / "timesformer.safetensors"
+    command = ["convert", "--from", "timm_image", "timesformer_base", str(tmp_path / "vit.pth")]
+    command += [str(out), "--spec", str(spec), "--adapt"]
+    with pytest.raises(SystemExit):
+        main([*command, "--source-grid", "backbone.pos.space=4by4"])
+    assert "give KEY=GRID with positive sizes joined by x" in capsys.readouterr().err
+    assert main(command) != 0  # the space table's grid is not said
+    assert "backbone.pos.space" in capsys.readouterr().err
+    assert main([*command, "--source-grid", "backbone.pos.space=4x4"]) == 0
+    assert "grid (1,) -> (4,), nearest" in capsys.readouterr().out
+    frame = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        got = load_model(out).eval()(_boring(frame, 4))["action"]
+        torch.testing.assert_close(got, vit(pixel_values=frame).logits, atol=1e-5, rtol=0)
