@@ -109,17 +109,18 @@ def main() -> None:
 def image_vit(size: int) -> ViTForImageClassification:
     """A ViT-S-sized image classifier (random weights, logits of about 10), in eval mode."""
     torch.manual_seed(0)
-    config = ViTConfig(
-        hidden_size=384,
-        num_hidden_layers=12,
-        num_attention_heads=6,
-        intermediate_size=1536,
-        image_size=size,
-        patch_size=16,
-        num_labels=1000,
-        layer_norm_eps=1e-6,
-        hidden_act="gelu_pytorch_tanh",  # ViViT's; TimeSformer's spec is switched to it below
-    )
+    sizes: dict[str, Any] = {
+        "hidden_size": 384,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 6,
+        "intermediate_size": 1536,
+        "image_size": size,
+        "patch_size": 16,
+        "num_labels": 1000,  # a PretrainedConfig argument the signature does not list
+        "layer_norm_eps": 1e-6,
+        "hidden_act": "gelu_pytorch_tanh",  # ViViT's; the specs are switched to it below
+    }
+    config = ViTConfig(**sizes)
     vit = ViTForImageClassification(config)
     nn.Module.train(vit, False)
     with torch.no_grad():
