@@ -150,6 +150,16 @@ def test_vivit_from_an_image_vit_is_exact_on_one_tubelet_and_reported_on_more(
         with torch.no_grad():
             outputs[frames] = model.eval()(_boring(frame, frames))["action"]
     torch.testing.assert_close(outputs[2], expected, atol=1e-5, rtol=0)
+    # tubelets neither overlap nor pad: averaging over two identical frames is exact too
+    model = build_meta(small("vivit_b", frames=2))
+    load_weights(
+        model,
+        dict(mapped.state_dict),
+        adapt=Adapt(inflation="average", source_grids=dict(grids.source_grids)),
+    )
+    with torch.no_grad():
+        averaged = model.eval()(_boring(frame, 2))["action"]
+    torch.testing.assert_close(averaged, expected, atol=1e-5, rtol=0)
     # With several tubelets each patch is a key T times and the class token once: joint
     # attention weighs them differently from the image network.
     assert (outputs[8] - expected).abs().max() > 1e-3
