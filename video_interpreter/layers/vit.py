@@ -150,6 +150,11 @@ def rotary_positions(x: torch.Tensor, grid: Grid) -> torch.Tensor:
     grid: equal thirds of each head (rounded down to even sizes) turn with the frame, row and
     column of the token; the channels left over pass unchanged."""
     t, h, w = grid
+    if x.shape[-2] != t * h * w:  # broadcasting would turn every token by the first positions
+        raise ValueError(
+            f"rotary positions on the grid {list(grid)} need {t * h * w} tokens and no class "
+            f"token, got {x.shape[-2]}"
+        )
     part = 2 * ((x.shape[-1] // 3) // 2)
     ids = torch.arange(t * h * w, device=x.device)
     frame, row, column = ids // (h * w), (ids % (h * w)) // w, ids % w
@@ -321,6 +326,8 @@ class ViTBlock(nn.Module):
         super().__init__()
         self.drop_path = drop_path
         on_grid = None if grid is None else (int(grid[0]), int(grid[1]), int(grid[2]))
+        if attention == "divided" and rotary:
+            raise ValueError("rotary positions are for joint attention; use attention: joint")
         if (attention == "divided" or rotary) and on_grid is None:
             raise ValueError(
                 f"{'rotary positions' if rotary else 'divided attention'} need the grid"
