@@ -8,6 +8,10 @@ into the spec with a 1000-class head. Prints the largest absolute logit differen
 ``--frames`` copies of one ``--size`` frame (target: 1e-4 for centre inflation), the time the
 adapting load took on the meta-built model, and what the report notes.
 
+Then the same for an image ViT (transformers' ``ViTForImageClassification``, width 384, 12
+blocks, 16x16 patches, random weights, logits scaled to about 10) into TimeSformer (from
+transformers' names and from timm's layout) and ViViT specs of that size.
+
     python benchmarks/adaptation.py [--frames 8] [--size 112]
 """
 
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from transformers import ViTConfig, ViTForImageClassification
 
 from video_interpreter.checkpoint import Adapt, load_weights
 from video_interpreter.model import build_meta
@@ -101,5 +106,105 @@ def main() -> None:
             assert len(report.adapted) > 0
 
 
+def image_vit(size: int) -> ViTForImageClassification:
+    """A ViT-S-sized image classifier (random weights, logits of about 10), in eval mode."""
+    torch.manual_seed(0)
+    sizes: dict[str, Any] = {
+        "hidden_size": 384,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 6,
+        "intermediate_size": 1536,
+        "image_size": size,
+        "patch_size": 16,
+        "num_labels": 1000,  # a PretrainedConfig argument the signature does not list
+        "layer_norm_eps": 1e-6,
+        "hidden_act": "gelu_pytorch_tanh",  # ViViT's; the specs are switched to it below
+    }
+    config = ViTConfig(**sizes)
+    vit = ViTForImageClassification(config)
+    nn.Module.train(vit, False)
+    with torch.no_grad():
+        classifier = vit.get_submodule("classifier")
+        assert isinstance(classifier, nn.Linear)
+        classifier.weight.mul_(8.0)
+    return vit
+
+
+def timm_layout(vit: ViTForImageClassification) -> dict[str, torch.Tensor]:
+    """The ViT's weights under timm's VisionTransformer names (qkv fused)."""
+    s = {k.removeprefix("vit."): v for k, v in vit.state_dict().items()}
+    out = {
+        "cls_token": s["embeddings.cls_token"],
+        "pos_embed": s["embeddings.position_embeddings"],
+        "patch_embed.proj.weight": s["embeddings.patch_embeddings.projection.weight"],
+        "patch_embed.proj.bias": s["embeddings.patch_embeddings.projection.bias"],
+        "norm.weight": s["layernorm.weight"],
+        "norm.bias": s["layernorm.bias"],
+        "head.weight": s["classifier.weight"],
+        "head.bias": s["classifier.bias"],
+    }
+    names = {"attn.proj": "attention.o_proj", "norm1": "layernorm_before"}
+    names |= {"norm2": "layernorm_after", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+    for i in range(vit.config.num_hidden_layers):
+        for w in ("weight", "bias"):
+            parts = [s[f"layers.{i}.attention.{p}_proj.{w}"] for p in "qkv"]
+            out[f"blocks.{i}.attn.qkv.{w}"] = torch.cat(parts)
+            for ours, theirs in names.items():
+                out[f"blocks.{i}.{ours}.{w}"] = s[f"layers.{i}.{theirs}.{w}"]
+    return out
+
+
+def video_spec(name: str, frames: int, size: int) -> Any:
+    blocks = 4
+    overrides = [
+        f"input.frames={frames}",
+        f"input.height={size}",
+        f"input.width={size}",
+        "backbone.0.dim=384",
+        f"backbone.{blocks}.layer.heads=6",
+        f"backbone.{blocks}.layer.mlp_dim=1536",
+        f"backbone.{blocks}.layer.activation=gelu_tanh",
+        "heads.action.num_classes=1000",
+    ]
+    return load_spec(f"configs/{name}.yaml", overrides=overrides)
+
+
+def vit_rows(frames: int, size: int) -> None:
+    vit = image_vit(size)
+    torch.manual_seed(1)
+    frame = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        expected = vit(pixel_values=frame).logits
+    grid = (size // 16, size // 16)
+    cases = [
+        ("timesformer_base", "transformers_image", vit.state_dict(), frames, "centre"),
+        ("timesformer_base", "timm_image", timm_layout(vit), frames, "centre"),
+        ("vivit_b", "transformers_image", vit.state_dict(), 2, "centre"),
+        ("vivit_b", "transformers_image", vit.state_dict(), 2, "average"),
+        ("vivit_b", "transformers_image", vit.state_dict(), frames, "centre"),
+    ]
+    print(f"\nimage ViT (width 384, 12 blocks, {size}x{size}, 16x16 patches) into video specs")
+    print("| target | from | frames | inflation | max abs logit diff | max abs logit | load ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for architecture, library, state, clip_frames, inflation in cases:
+        mapped = convert_state_dict(architecture, state, library)
+        model = build_meta(video_spec(architecture, clip_frames, size))
+        table = "backbone.pos.space" if architecture == "timesformer_base" else "backbone.pos.table"
+        options = Adapt(inflation=inflation, source_grids={table: grid})  # type: ignore[arg-type]
+        start = time.perf_counter()
+        load_weights(model, mapped.state_dict, adapt=options)
+        millis = (time.perf_counter() - start) * 1000
+        clip = frame.unsqueeze(2).expand(-1, -1, clip_frames, -1, -1).contiguous()
+        with torch.no_grad():
+            got = model.eval()(clip)["action"]
+        diff = float((got - expected).abs().max())
+        scale = float(expected.abs().max())
+        print(
+            f"| {architecture} | {library} | {clip_frames} | {inflation} | {diff:.2e} | "
+            f"{scale:.1f} | {millis:.0f} |"
+        )
+
+
 if __name__ == "__main__":
     main()
+    vit_rows(8, 112)

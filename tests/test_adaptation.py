@@ -26,7 +26,12 @@ from video_interpreter.checkpoint import (
 )
 from video_interpreter.cli import main
 from video_interpreter.errors import AdaptationError, CheckpointError
-from video_interpreter.layers.adaptation import PositionTable, RelativeTable, adaptation_rules
+from video_interpreter.layers.adaptation import (
+    Derived,
+    PositionTable,
+    RelativeTable,
+    adaptation_rules,
+)
 from video_interpreter.model import build_model
 from video_interpreter.spec import load_spec
 
@@ -344,6 +349,19 @@ def test_convert_refuses_inflate_without_adapt(
     assert "--inflate says how --adapt inflates 2D kernels; add --adapt" in capsys.readouterr().err
 
 
+# Tensor names of learned absolute position tables across the layers (a class token's own
+# (1, 1, D) position is not on a grid and is excluded by its size).
+_POSITION_TABLES = {
+    "position",
+    "table",
+    "space",
+    "time",
+    "temporal_pos",
+    "spatial_pos",
+    "pos_embed_spatial",
+    "pos_embed_temporal",
+}
+
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "architectures" / "configs").glob("*.yaml"))
 
 
@@ -351,11 +369,21 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "architectures" / "confi
 def test_every_zoo_spec_declares_rules_that_agree_with_its_tensors(config: Path) -> None:
     model = build_model(config, device="meta")
     state = model.state_dict()
+    buffers = dict(model.named_buffers())  # non-persistent ones (fixed tables) included
     rules = adaptation_rules(model)
-    assert set(rules) <= set(state)
+    assert set(rules) <= set(state) | set(buffers)
     for key, rule in rules.items():
         if isinstance(rule, PositionTable | RelativeTable):
             assert rule.expected_shape(state[key]), (key, rule)
+        elif isinstance(rule, Derived):
+            assert rule.compute().shape == buffers[key].shape, (key, rule)
+    # every learned position table is declared, whatever layer holds it
+    tables = {
+        k
+        for k, v in state.items()
+        if k.rpartition(".")[2] in _POSITION_TABLES and v.dim() >= 2 and v.numel() > v.shape[-1]
+    }
+    assert tables <= {k for k, r in rules.items() if isinstance(r, PositionTable)}, tables
     stems = [k for k, r in rules.items() if r.describe().endswith("reading the clip")]
     assert stems, "no kernel reads the clip"
     heads = {k for k in state if k.startswith("heads.")}
@@ -445,3 +473,50 @@ def test_any_flat_table_resamples_as_f_interpolate_with_its_prefix_kept(
     expected = torch.cat((rows[:prefix], reference.reshape(dim, -1).t()))
     assert got.shape == (*((1,) if lead else ()), prefix + math.prod(target), dim)
     torch.testing.assert_close(got.reshape(-1, dim), expected)
+
+
+def _summary_counts(report: LoadReport) -> dict[str, int]:
+    tail = report.summary().split(": ", 1)[1]
+    return {label: int(count) for count, label in (part.split(" ", 1) for part in tail.split(", "))}
+
+
+def test_the_summary_counts_each_tensor_once(tmp_path: Path) -> None:
+    path = _saved(
+        tmp_path,
+        load_spec(_transformer(frames=4).to_dict(), overrides=["heads.action.num_classes=400"]),
+    )
+    model = build_model(_transformer(frames=8))
+    report = load_weights(model, path, adapt=True)
+    counts = _summary_counts(report)
+    assert counts["re-initialised"] == 2  # the head, not also "adapted"
+    assert counts["adapted"] == 1  # the position table, not also "loaded"
+    assert counts["loaded"] + counts["re-initialised"] + counts["adapted"] == len(
+        model.state_dict()
+    )
+    text = str(report)
+    assert text.count("head 'action' re-initialised") == 2  # one line per head tensor
+    tally = next(line for line in text.splitlines() if line.strip().startswith("heads.action"))
+    assert tally.split()[1:] == ["2", "re-initialised"]
+    tally = next(line for line in text.splitlines() if line.strip().startswith("backbone.embed"))
+    assert "1 adapted" in tally
+
+
+def test_a_stem_behind_a_subsample_takes_other_input_channels_too() -> None:
+    # SlowFast's slow pathway reads every 4th frame of the clip through a Subsample node.
+    sizes = ["input.frames=8", "input.height=64", "input.width=64"]
+    sizes.append("heads.action.layers.1.out_features=5")
+    torch.manual_seed(0)
+    source = build_model(load_spec("configs/slowfast_r50.yaml", overrides=sizes)).state_dict()
+    four = load_spec("configs/slowfast_r50.yaml", overrides=[*sizes, "input.channels=4"])
+    model = build_model(four, device="meta")
+    report = load_weights(model, dict(source), adapt=True)
+    stems = ("backbone.slow_stem.conv.weight", "backbone.fast_stem.conv.weight")
+    assert sorted(a.key for a in report.adapted) == sorted(stems)
+    for key in stems:
+        assert next(a for a in report.adapted if a.key == key).rule == (
+            "input channels 3 -> 4, RGB repeated and scaled by 3/4"
+        )
+        torch.testing.assert_close(model.state_dict()[key], _timm_input_channels(source[key], 4))
+    _assert_every_change_reported(source, model, report)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 4, 8, 64, 64))["action"].shape == (1, 5)

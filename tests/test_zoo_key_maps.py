@@ -199,6 +199,21 @@ def test_expand_repeats_along_a_new_dim_or_a_size_one_dim() -> None:
         apply_key_map(km, {"w": weight})
 
 
+def test_copy_keeps_its_source_for_the_rules_and_owns_its_storage() -> None:
+    km = one_map(
+        {"copy": {"from": r"^l\.(\d+)\.attn$", "to": r"b.\1.attn_time"}},
+        rules=[{"match": r"^l\.(\d+)\.attn$", "replace": r"b.\1.attn"}],
+    )
+    weight = seeded(4, 4)
+    mapped = apply_key_map(km, {"l.0.attn": weight})
+    assert sorted(mapped.state_dict) == ["b.0.attn", "b.0.attn_time"]
+    copied = mapped.state_dict["b.0.attn_time"]
+    assert torch.equal(copied, weight)
+    assert copied.untyped_storage().data_ptr() != weight.untyped_storage().data_ptr()
+    with pytest.raises(KeyMapError, match=r"transforms\[0\] \(copy\).*copy starts a model tensor"):
+        export_state_dict(mapped.state_dict, km)
+
+
 def test_fill_makes_a_tensor_like_a_source_key_or_of_a_shape() -> None:
     km = one_map(
         {"fill": {"to": r"attn.\1.k_bias", "like": r"^attn\.(\d+)\.q_bias$", "value": 0.0}},
@@ -464,7 +479,7 @@ def test_an_unknown_operation_is_located_with_the_valid_ones(tmp_path: Path) -> 
     (problem,) = caught.value.problems
     assert str(problem) == (
         f"{path}:3:5: transforms[0].concatenate: unknown key 'concatenate'; valid keys: concat, "
-        "drop, expand, fill, reshape, split, unsqueeze (did you mean 'concat'?)"
+        "copy, drop, expand, fill, reshape, split, unsqueeze (did you mean 'concat'?)"
     )
 
 

@@ -121,6 +121,30 @@ def _resample(
     raise AdaptationError(f"a {source.describe()} cannot become a {rule.describe()}")
 
 
+def _plan_unstored(
+    plan: AdaptPlan,
+    key: str,
+    rule: Derived,
+    held: torch.Tensor | None,
+    declared: AdaptRule | None,
+) -> None:
+    """A derived tensor the model does not store (a non-persistent buffer, such as a fixed
+    sine-cosine table) is computed by its module for the model's geometry; a line says so when
+    the source's differs, and a copy the source carries is dropped."""
+    target = tuple(rule.compute().shape)
+    before = tuple(held.shape) if held is not None else None
+    if before is None and isinstance(declared, Derived):
+        before = tuple(declared.compute().shape)
+    if held is None and before in (None, target):
+        return  # nothing in the source, and the geometry is unchanged
+    if held is not None:
+        plan.dropped.append(key)
+    stored = "; the source's copy dropped" if held is not None else ""
+    plan.adapted.append(
+        AdaptedTensor(key, before, target, f"recomputed: {rule.what} (not stored){stored}")
+    )
+
+
 def plan_adaptation(
     model: nn.Module,
     model_state: Mapping[str, torch.Tensor],
@@ -193,6 +217,9 @@ def plan_adaptation(
                 plan.adapted.append(AdaptedTensor(key, before, target, "; ".join(steps)))
         except AdaptationError as exc:
             refused.append(f"{key} ({rule.describe() if rule else 'no rule'}): {exc}")
+    for key, rule in rules.items():
+        if isinstance(rule, Derived) and key not in model_state:
+            _plan_unstored(plan, key, rule, state.get(key), source_rules.get(key))
     for key, tensor in state.items():
         if key not in model_state and isinstance(source_rules.get(key), Head):
             plan.dropped.append(key)

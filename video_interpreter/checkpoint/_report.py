@@ -47,6 +47,7 @@ _LABELS = {
 _COUNTED = (
     "loaded",
     "reinitialized",
+    "adapted",
     "missing",
     "mismatched",
     "dtype",
@@ -173,15 +174,20 @@ class LoadReport:
             or self.dtype_mismatched
         )
 
+    def _adapted_only(self) -> list[str]:
+        """Adapted keys not already counted as re-initialised or dropped: each tensor once."""
+        listed = {*self.reinitialized, *self.dropped}
+        return [a.key for a in self.adapted if a.key not in listed]
+
     def by_module(self) -> dict[str, dict[str, list[str]]]:
         """``{group: {category: [keys]}}``, groups in model order, then source-only groups."""
         groups: dict[str, dict[str, list[str]]] = {}
-        listed = {*self.reinitialized, *self.dropped}
+        adapted = set(self._adapted_only())
         for kind, keys in (
-            ("loaded", self.loaded),
+            ("loaded", [key for key in self.loaded if key not in adapted]),
             ("reinitialized", self.reinitialized),
             ("inflated", self.inflated),
-            ("adapted", [a.key for a in self.adapted if a.key not in listed]),
+            ("adapted", self._adapted_only()),
             ("missing", self.missing),
             ("mismatched", [m.key for m in self.mismatched]),
             ("dtype", [m.key for m in self.dtype_mismatched]),
@@ -197,10 +203,13 @@ class LoadReport:
         return groups
 
     def summary(self) -> str:
-        """One line: source -> target and how many keys fell in each category."""
+        """One line: source -> target and how many keys fell in each category. A tensor an
+        ``adapt`` load changed counts once: re-initialised or dropped when its rule did that,
+        else adapted (not also loaded)."""
         mismatches = len(self.mismatched)
+        adapted = set(self._adapted_only())
         counts = [
-            f"{len(self.loaded)} loaded",
+            f"{sum(key not in adapted for key in self.loaded)} loaded",
             f"{len(self.missing)} missing",
             f"{len(self.unexpected)} unexpected",
             f"{mismatches} shape mismatch{'es' if mismatches != 1 else ''}",
@@ -214,7 +223,7 @@ class LoadReport:
             (len(self.transformed), "transformed"),
             (len(self.unmapped), "unmapped"),
             (len(self.inflated), "inflated"),
-            (len(self.adapted), "adapted"),
+            (len(self._adapted_only()), "adapted"),
             (len(self.dropped), "dropped"),
         ):
             if count:

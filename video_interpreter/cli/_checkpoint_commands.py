@@ -21,7 +21,14 @@ from ._arguments import check_output_file, json_text
 
 __all__ = ["register"]
 
-_LIBRARIES = ("torchvision", "torchvision_image", "pytorchvideo", "transformers")
+_LIBRARIES = (
+    "torchvision",
+    "torchvision_image",
+    "pytorchvideo",
+    "transformers",
+    "transformers_image",
+    "timm_image",
+)
 
 
 def register(commands: Any) -> None:
@@ -40,7 +47,9 @@ def register(commands: Any) -> None:
             "convert IN OUT: re-write a checkpoint in the format of OUT's suffix. "
             "convert --from LIBRARY ARCH IN OUT: import a torchvision or pytorchvideo state dict "
             "of ARCH (mapped by the zoo's key map, loaded strictly) as a checkpoint of the "
-            "spec ARCH (torchvision_image: an image resnet18/resnet50, inflated with --adapt). "
+            "spec ARCH (torchvision_image: an image resnet18/resnet50, inflated with --adapt; "
+            "transformers_image, timm_image: an image ViT into timesformer_base, vivit_b or "
+            "videomae_base with --adapt, its table's grid given by --source-grid). "
             "convert --from transformers DIR OUT: import a video classifier saved "
             "with save_pretrained; its spec is generated from DIR/config.json. "
             "convert --key-map FILE [--spec SPEC] IN OUT: import any state dict "
@@ -77,6 +86,14 @@ def register(commands: Any) -> None:
         choices=("centre", "average"),
         help="with --adapt: a 2D kernel goes on the middle frame (centre, the default: exact on "
         "a clip of one repeated frame) or is averaged over the frames (average, as I3D)",
+    )
+    convert.add_argument(
+        "--source-grid",
+        action="append",
+        default=[],
+        metavar="KEY=GRID",
+        help="with --adapt: the grid of a source position table its shape cannot say, e.g. an "
+        "image ViT's backbone.pos.space=14x14 (repeatable)",
     )
     convert.add_argument(
         "--drop-training-state",
@@ -159,8 +176,30 @@ def _print_import(report: LoadReport, *, full: bool) -> None:
         print(f"  {applied}")
 
 
+def _source_grids(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
+    """``--source-grid KEY=14x14`` options as ``Adapt.source_grids``."""
+    grids: dict[str, tuple[int, ...]] = {}
+    for given in args.source_grid:
+        key, _, grid = given.partition("=")
+        try:
+            sizes = tuple(int(n) for n in grid.split("x"))
+        except ValueError:
+            sizes = ()
+        if not key or not sizes or min(sizes) < 1:
+            args.parser.error(
+                f"--source-grid {given!r}: give KEY=GRID with positive sizes joined by x, "
+                "e.g. backbone.pos.space=14x14"
+            )
+        grids[key] = sizes
+    return grids
+
+
 def _adapt(args: argparse.Namespace) -> Adapt | bool:
-    return Adapt(inflation=args.inflate or "centre") if args.adapt else False
+    if args.source_grid and not args.adapt:
+        args.parser.error("--source-grid tells --adapt a source table's grid; add --adapt")
+    if not args.adapt:
+        return False
+    return Adapt(inflation=args.inflate or "centre", source_grids=_source_grids(args))
 
 
 def _convert(args: argparse.Namespace) -> int:

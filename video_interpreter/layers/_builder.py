@@ -72,6 +72,7 @@ def input_type(spec: Mapping[str, Any]) -> SampleType:
     return replace(
         clip(given["channels"], given["frames"], given["height"], given["width"]),
         origin=_INPUT_ORIGIN,
+        from_clip=True,
     )
 
 
@@ -168,7 +169,10 @@ def _declared(
     except ShapeError as exc:
         message = f"{entry.name} cannot take {_described(in_types)}: {exc}"
         raise SpecError([Problem(message, path)]) from None
-    return replace(out, origin=f"{format_spec_path(path)} ({entry.name})")
+    # A layer that only picks values of its input (Subsample) passes the clip on as the clip.
+    picks = bool(getattr(entry.obj, "picks_from_input", False))
+    from_clip = picks and all(t.from_clip for t in in_types)
+    return replace(out, origin=f"{format_spec_path(path)} ({entry.name})", from_clip=from_clip)
 
 
 def _construct(
@@ -186,7 +190,7 @@ def _construct(
     except Exception as exc:  # a layer's own check that its declaration did not foresee
         message = f"{entry.name} cannot take {_described(in_types)}: {exc}"
         raise SpecError([Problem(message, path)]) from exc
-    if any(t.origin == _INPUT_ORIGIN for t in in_types):
+    if any(t.from_clip for t in in_types):
         # A stem: adapting a checkpoint may change the input channels it reads.
         mark_reads_clip(module)
     return module

@@ -79,6 +79,9 @@ class SampleType:
     token_grid: tuple[int, int, int] | None = None
     # Which node gave it, for messages (``backbone[0] (TubeletEmbedding)``); not part of the type.
     origin: str | None = field(default=None, compare=False)
+    # The model's input clip, or values picked from it (a slow pathway's every 4th frame): a
+    # layer reading it is a stem. Not part of the type.
+    from_clip: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         rank = _RANKS[self.layout]

@@ -280,7 +280,8 @@ class Derived:
 class ConvKernel:
     """A convolution kernel ``(out, in, *kernel)``: a 2D kernel may be inflated into it (centre:
     the 2D kernel on the middle frame, zeros elsewhere; average: repeated on every frame and
-    divided by their number), and with ``input_channels`` (a kernel reading the clip) its input
+    divided by their number), a 3D kernel one frame deep becomes a 2D one (a per-frame patch
+    projection), and with ``input_channels`` (a kernel reading the clip) its input
     channels may change as timm's ``adapt_input_conv`` changes them."""
 
     input_channels: bool = False
@@ -297,6 +298,9 @@ class ConvKernel:
         if kernel.dim() == len(target) - 1 and len(target) == 5:
             kernel, step = _inflate(kernel, target[2], inflation)
             steps.append(step)
+        elif kernel.dim() == 5 and len(target) == 4 and kernel.shape[2] == 1:
+            kernel = kernel[:, :, 0]  # a tubelet one frame deep is a per-frame 2D kernel
+            steps.append("one-frame 3D kernel as a per-frame 2D kernel")
         if kernel.dim() != len(target) or kernel.shape[2:] != target[2:]:
             raise AdaptationError(
                 f"a kernel of shape {_shape(tuple(kernel.shape))} cannot become "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -161,7 +161,11 @@ def _subsample_type(x: SampleType, *, stride: Any, **_: Any) -> SampleType:
 )
 class Subsample(nn.Module):
     """Every ``stride``-th frame (row, column) of a clip: ``x[:, :, ::sT, ::sH, ::sW]``, e.g. a
-    slow pathway from the clip."""
+    slow pathway from the clip. A layer reading a subsampled input clip is a stem: adapting a
+    checkpoint may change its input channels."""
+
+    # Its output holds values of its input and nothing else (the builder reads this).
+    picks_from_input: ClassVar[bool] = True
 
     def __init__(self, stride: int | Sequence[int] = 1) -> None:
         super().__init__()

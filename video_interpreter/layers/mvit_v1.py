@@ -27,6 +27,7 @@ from torch import nn
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, triple
 from ._registry import register_layer
 from ._types import Layout, SampleType, ShapeError, channels, tokens
+from .adaptation import AdaptRule, PositionTable
 from .mvit import Grid, block_grids, pooled_grid
 from .transformer import check_heads, clip_grid
 from .video_conv import as_triple
@@ -41,11 +42,21 @@ class SeparablePositions(nn.Module):
     def __init__(self, dim: int, grid: Grid) -> None:
         super().__init__()
         t, h, w = grid
+        self.grid = grid
         self.cls_token = nn.Parameter(torch.empty(1, 1, dim))
         self.pos_embed_spatial = nn.Parameter(torch.empty(1, h * w, dim))
         self.pos_embed_temporal = nn.Parameter(torch.empty(1, t, dim))
         self.pos_embed_class = nn.Parameter(torch.empty(1, 1, dim))
         self.reset_parameters()
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """Time resamples linearly, the (H, W) plane bicubically (as ``ClassTokenEmbedding``'s
+        tables); the class token and its position are not on the grid and are kept."""
+        t, h, w = self.grid
+        return {
+            "pos_embed_temporal": PositionTable((t,), flat=True, mode="linear"),
+            "pos_embed_spatial": PositionTable((h, w), flat=True, mode="bicubic"),
+        }
 
     def reset_parameters(self) -> None:
         for table in self.parameters(recurse=False):

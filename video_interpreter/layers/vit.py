@@ -34,6 +34,7 @@ from torch import nn
 from ._params import BOOL, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, enum
 from ._registry import register_layer
 from ._types import Layout, SampleType, ShapeError, features, tokens, vector
+from .adaptation import AdaptRule, Derived, PositionTable
 from .mvit import drop_path_branch
 from .transformer import check_heads
 
@@ -149,6 +150,11 @@ def rotary_positions(x: torch.Tensor, grid: Grid) -> torch.Tensor:
     grid: equal thirds of each head (rounded down to even sizes) turn with the frame, row and
     column of the token; the channels left over pass unchanged."""
     t, h, w = grid
+    if x.shape[-2] != t * h * w:  # broadcasting would turn every token by the first positions
+        raise ValueError(
+            f"rotary positions on the grid {list(grid)} need {t * h * w} tokens and no class "
+            f"token, got {x.shape[-2]}"
+        )
     part = 2 * ((x.shape[-1] // 3) // 2)
     ids = torch.arange(t * h * w, device=x.device)
     frame, row, column = ids // (h * w), (ids % (h * w)) // w, ids % w
@@ -320,6 +326,8 @@ class ViTBlock(nn.Module):
         super().__init__()
         self.drop_path = drop_path
         on_grid = None if grid is None else (int(grid[0]), int(grid[1]), int(grid[2]))
+        if attention == "divided" and rotary:
+            raise ValueError("rotary positions are for joint attention; use attention: joint")
         if (attention == "divided" or rotary) and on_grid is None:
             raise ValueError(
                 f"{'rotary positions' if rotary else 'divided attention'} need the grid"
@@ -398,15 +406,31 @@ class AddClassToken(nn.Module):
 
 
 @register_layer(
-    params={}, infer={"length": _length, "dim": features}, accepts=_TOKENS, output=_same
+    params={},
+    infer={"length": _length, "dim": features, "grid": _grid_of, "prefix": _prefix_of},
+    accepts=_TOKENS,
+    output=_same,
 )
 class LearnedPositions(nn.Module):
-    """A learned ``(1, L, D)`` table added to the tokens, class tokens included (ViViT)."""
+    """A learned ``(1, L, D)`` table added to the tokens, class tokens included (ViViT).
 
-    def __init__(self, length: int, dim: int) -> None:
+    On tokens of a known ``(T, H, W)`` grid after ``prefix`` class tokens, adapting a checkpoint
+    resamples the grid's rows trilinearly and keeps the class tokens' rows."""
+
+    def __init__(
+        self, length: int, dim: int, grid: Sequence[int] | None = None, prefix: int = 0
+    ) -> None:
         super().__init__()
+        self.grid = None if grid is None else (int(grid[0]), int(grid[1]), int(grid[2]))
+        self.prefix = prefix
         self.table = nn.Parameter(torch.empty(1, length, dim))
         self.reset_parameters()
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """The joint table on its grid (class tokens kept); none when the grid is unknown."""
+        if self.grid is None:
+            return {}
+        return {"table": PositionTable(self.grid, self.prefix, flat=True, mode="trilinear")}
 
     def reset_parameters(self) -> None:
         nn.init.trunc_normal_(self.table, std=0.02)
@@ -450,6 +474,15 @@ class SinusoidalPositions(nn.Module):
         self.register_buffer("table", torch.empty(1, length, dim), persistent=False)
         self.reset_parameters()
 
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """The table is recomputed for the model's token count, never resampled."""
+        return {
+            "table": Derived(
+                lambda: sinusoid_table(self.length, self.dim)[None],
+                f"sine-cosine table of {self.length} positions",
+            )
+        }
+
     def reset_parameters(self) -> None:
         if self.table.is_meta:  # no values on the meta device; computed once storage exists
             return
@@ -476,7 +509,7 @@ def _frame_area(x: SampleType) -> int:
 
 @register_layer(
     params={},
-    infer={"frames": _frames, "area": _frame_area, "dim": features},
+    infer={"frames": _frames, "area": _frame_area, "dim": features, "grid": _grid_of},
     accepts=_TOKENS,
     output=_space_time_type,
 )
@@ -485,11 +518,23 @@ class SpaceTimePositions(nn.Module):
     class token gets ``space[0]``; the token at frame ``t``, place ``s`` gets
     ``space[1 + s] + time[t]``. Tables ``space`` ``(1, 1 + H*W, D)``, ``time`` ``(1, T, D)``."""
 
-    def __init__(self, frames: int, area: int, dim: int) -> None:
+    def __init__(self, frames: int, area: int, dim: int, grid: Sequence[int] | None = None) -> None:
         super().__init__()
         self.space = nn.Parameter(torch.empty(1, 1 + area, dim))
         self.time = nn.Parameter(torch.empty(1, frames, dim))
+        # The (H, W) of the space table (its rows cannot say whether 8 x 2 or 4 x 4).
+        self.plane = (int(grid[1]), int(grid[2])) if grid is not None else None
         self.reset_parameters()
+
+    def adaptation_rules(self) -> dict[str, AdaptRule]:
+        """Both tables resample with ``nearest``, as TimeSformer's reference forward does when
+        the clip's frame count or size differs from the tables'; the class row is kept."""
+        rules: dict[str, AdaptRule] = {
+            "time": PositionTable((self.time.shape[1],), flat=True, mode="nearest")
+        }
+        if self.plane is not None:
+            rules["space"] = PositionTable(self.plane, prefix=1, flat=True, mode="nearest")
+        return rules
 
     def reset_parameters(self) -> None:
         nn.init.trunc_normal_(self.space, std=0.02)

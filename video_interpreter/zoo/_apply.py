@@ -79,8 +79,9 @@ def _run_forward(
     for key, match in matches:
         if key and key not in working:
             continue  # consumed by an earlier application of this entry
-        consumed = [] if t.op == "fill" else [key, *(i.expand(match) for i in t.inputs)]
-        read = [key] if t.op == "fill" and key else consumed
+        keeps = t.op in ("fill", "copy")  # the matched key stays for rules or later entries
+        consumed = [] if keeps else [key, *(i.expand(match) for i in t.inputs)]
+        read = [key] if keeps and key else consumed
         absent = [k for k in read if k not in working]
         if t.op == "drop" and t.like is not None and t.like.expand(match) not in working:
             # export restores the dropped key from this one at this very point: it must be here

@@ -36,7 +36,7 @@ __all__ = [
 Shape = tuple[int, ...]
 
 # The transforms, in the order the docs present them.
-OPERATIONS = ("concat", "split", "reshape", "unsqueeze", "expand", "fill", "drop")
+OPERATIONS = ("concat", "split", "reshape", "unsqueeze", "expand", "copy", "fill", "drop")
 
 _SCHEMA_FILE = Path(__file__).resolve().parent / "key_map.schema.json"
 

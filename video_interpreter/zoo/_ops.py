@@ -133,6 +133,11 @@ def _full(t: Transform, like: torch.Tensor | None) -> torch.Tensor:
         raise OpError(f"value {t.value} does not fit {dtype}") from None
 
 
+def _copy(t: Transform, tensors: Tensors) -> Tensors:
+    # tensors: the matched key, which stays; the copy owns its storage
+    return [tensors[0].clone()]
+
+
 def _fill(t: Transform, tensors: Tensors) -> Tensors:
     # tensors: the key `like` matched (kept), or none when the entry gives a shape
     return [_full(t, tensors[0] if tensors else None)]
@@ -160,6 +165,7 @@ FORWARD: dict[str, Callable[[Transform, Tensors], Tensors]] = {
     "reshape": _reshape,
     "unsqueeze": _unsqueeze,
     "expand": _expand,
+    "copy": _copy,
     "fill": _fill,
     "drop": _drop,
 }
@@ -223,6 +229,8 @@ def inverse_problem(t: Transform) -> str | None:
     """Why the entry cannot be undone on export, or None when it can."""
     if t.op == "expand":
         return "expand repeats a tensor; the source's single copy cannot be told from the model's"
+    if t.op == "copy":
+        return "copy starts a model tensor from a source one; the source has no place for it"
     if t.op == "reshape" and t.source_shape is None:
         return "export needs the source's shape: add source_shape: [...] to the entry"
     if t.op == "drop" and t.value is None:
