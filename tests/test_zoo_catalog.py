@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from video_interpreter import RegistryError, build_model, list_models, model_info
-from video_interpreter.zoo import ZOO, known_key_maps
+from video_interpreter.zoo import ZOO, Library, known_key_maps
 
 
 def test_every_entry_has_a_spec_and_a_key_map() -> None:
@@ -21,7 +21,7 @@ def test_every_entry_has_a_spec_and_a_key_map() -> None:
 def test_list_models_filters_by_pattern_and_library() -> None:
     assert list_models("x3d_*") == ["x3d_l", "x3d_m", "x3d_s", "x3d_xs"]
     assert list_models("x3d_*", library="torchvision") == []
-    libraries = ("pytorchvideo", "torchvision", "transformers")
+    libraries: tuple[Library, ...] = ("pytorchvideo", "torchvision", "transformers")
     assert {name for lib in libraries for name in list_models(library=lib)} == set(ZOO)
     assert "v1" in list_models()
 
