@@ -11,6 +11,7 @@ retention and a SQLite registry; the last stage of the flow (it uses ``checkpoin
     model = store.load(entry)                            # sha256 checked against the registry
     store.prune(keep_last=3)                             # never the best, never a pinned file
     store.write_readme("models/README.md")               # the registry table
+    store.save(model, metrics=..., compressed="bf16")    # + compressed/ copy of the best
 
 File names: see ``_naming`` (``{name}_{version}_{metric}_{value}.pth``, 4 decimal places,
 trailing zeros stripped; a taken name gets ``-2``, ``-3``...). The files are the source of truth:
@@ -37,16 +38,17 @@ from ._readme import END_MARKER as END_MARKER
 from ._readme import START_MARKER as START_MARKER
 from ._readme import render_table
 from ._readme import replace_table as replace_table
-from ._registry import CARDS_DIR, DEFAULT_ROOT, Entry
+from ._registry import CARDS_DIR, COMPRESSED_DIR, DEFAULT_ROOT, CompressedCopy, Entry
 from ._registry import REGISTRY_FILE as REGISTRY_FILE
 
 if TYPE_CHECKING:
     from ._remote import MANIFEST_DIR, RemoteModelStore
-    from ._store import EntryRef, ModelStore, PruneResult, StoreProblem, SyncReport
+    from ._store import COMPRESSIONS, EntryRef, ModelStore, PruneResult, StoreProblem, SyncReport
 
 _ORIGINS = {
     **dict.fromkeys(
-        ("EntryRef", "ModelStore", "PruneResult", "StoreProblem", "SyncReport"), "._store"
+        ("COMPRESSIONS", "EntryRef", "ModelStore", "PruneResult", "StoreProblem", "SyncReport"),
+        "._store",
     ),
     **dict.fromkeys(("MANIFEST_DIR", "RemoteModelStore"), "._remote"),
 }
@@ -54,8 +56,11 @@ __getattr__, __dir__ = lazy_attributes(__name__, _ORIGINS, globals())
 
 __all__ = [
     "CARDS_DIR",
+    "COMPRESSED_DIR",
+    "COMPRESSIONS",
     "DEFAULT_ROOT",
     "MANIFEST_DIR",
+    "CompressedCopy",
     "Entry",
     "EntryRef",
     "ModelStore",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..errors import StoreError
 from ._naming import format_value
-from ._registry import Entry
+from ._registry import CompressedCopy, Entry
 
 __all__ = ["ACCURACY_KEYS", "END_MARKER", "START_MARKER", "render_table", "replace_table"]
 
@@ -38,11 +38,21 @@ def _accuracy(entry: Entry) -> str:
     return "—"
 
 
-def render_table(entries: Iterable[Entry]) -> str:
+def _size(size_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} B"
+
+
+def render_table(
+    entries: Iterable[Entry], compressed: Mapping[str, CompressedCopy] | None = None
+) -> str:
     """``| Model Name | Version | Date | Accuracy | Notes |``, one row per saved model (training
     checkpoints are left out; no rows, only the header, for an empty store), ordered by name,
     version and save time; the best model of each name and version says so in its notes, with
-    the metric that made it best.
+    the metric that made it best, and with its compressed copy when ``compressed`` (source
+    file -> copy, ``ModelStore.compressed_copies()``) holds one: ``compressed bf16, 1.2 MB``.
 
     Examples:
         >>> from video_interpreter import ModelStore, build_model
@@ -64,6 +74,9 @@ def render_table(entries: Iterable[Entry]) -> str:
         if e.best_by is not None:
             value = e.metrics.get(e.best_by)
             mark = "**best**" if value is None else f"**best** ({e.best_by} {format_value(value)})"
+            copy = (compressed or {}).get(e.file)
+            if copy is not None:
+                mark = f"{mark}; compressed {copy.scheme}, {_size(copy.size_bytes)}"
             notes = f"{mark}; {notes}" if notes else mark
         row = (e.name, e.version, e.date, _accuracy(e), notes)
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")

@@ -24,11 +24,14 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ..errors import StoreError
+from ._naming import SUFFIX
 
 __all__ = [
+    "COMPRESSED_DIR",
     "DEFAULT_ROOT",
     "REGISTRY_FILE",
     "BestRecord",
+    "CompressedCopy",
     "Entry",
     "EntryKind",
     "Mode",
@@ -42,6 +45,9 @@ __all__ = [
 DEFAULT_ROOT = Path("models/saved_models")
 REGISTRY_FILE = "registry.sqlite"
 CARDS_DIR = "cards"  # model cards written on request, beside (not among) the store's files
+# Compressed copies of best models, written on request, beside (not among) the store's files.
+COMPRESSED_DIR = "compressed"
+_COMPRESSED_SUFFIX = ".safetensors"
 
 EntryKind = Literal["model", "checkpoint"]
 Mode = Literal["max", "min"]
@@ -99,6 +105,34 @@ _COLUMNS = (
 
 def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class CompressedCopy:
+    """A compressed copy of a saved model in ``compressed/``: ``{source stem}.{scheme}
+    .safetensors`` (a self-describing checkpoint: ``load_model`` reads a bf16/fp16 copy,
+    ``load_quantized`` an int8 one)."""
+
+    file: str  # the copy's name inside compressed/
+    source: str  # the store file it was made from
+    scheme: str  # "bf16", "fp16", "int8_weight_only", "int8_dynamic"
+    size_bytes: int
+    location: str  # its path, or its URL in a store behind a URL
+
+    @staticmethod
+    def name_for(source: str, scheme: str) -> str:
+        """The copy's name: ``video_interpreter_v1_acc_0.9.pth`` in bf16 is
+        ``video_interpreter_v1_acc_0.9.bf16.safetensors``."""
+        return f"{Path(source).stem}.{scheme}{_COMPRESSED_SUFFIX}"
+
+    @classmethod
+    def parse(cls, file: str, size_bytes: int, location: str) -> CompressedCopy | None:
+        """The copy a name in ``compressed/`` stands for (None: not a copy's name; a scheme
+        has no dot, so the last dotted token before the suffix is the scheme)."""
+        stem, dot, scheme = file.removesuffix(_COMPRESSED_SUFFIX).rpartition(".")
+        if not file.endswith(_COMPRESSED_SUFFIX) or not dot or not stem or not scheme:
+            return None
+        return cls(file, f"{stem}{SUFFIX}", scheme, size_bytes, location)
 
 
 @dataclass(frozen=True)

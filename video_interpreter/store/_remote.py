@@ -56,7 +56,15 @@ from ._naming import (
     sanitize_version,
     with_duplicate,
 )
-from ._registry import BestRecord, Entry, EntryKind, Mode, RegistryRow
+from ._registry import (
+    COMPRESSED_DIR,
+    BestRecord,
+    CompressedCopy,
+    Entry,
+    EntryKind,
+    Mode,
+    RegistryRow,
+)
 from ._store import (
     CARDS_DIR,
     EntryRef,
@@ -64,10 +72,12 @@ from ._store import (
     PruneResult,
     StoreProblem,
     SyncReport,
+    _check_compression,
     _matches,
     _metrics,
     _ranked_metrics,
     _spec_of,
+    _write_compressed,
 )
 
 __all__ = ["MANIFEST_DIR", "RemoteModelStore"]
@@ -329,9 +339,11 @@ class RemoteModelStore(ModelStore):
         notes: str = "",
         on_conflict: Literal["suffix", "error"] = "suffix",
         card: bool = False,
+        compressed: str | None = None,
     ) -> Entry:
         values, value = _ranked_metrics(metrics, monitor, mode)
         spec = _spec_of(model)
+        _check_compression(compressed, model)
         self._claim_rule(spec.name, spec.version, monitor, mode)
         entry = self._write(
             model,
@@ -347,10 +359,44 @@ class RemoteModelStore(ModelStore):
             metrics=values,
             notes=notes,
         )
+        if compressed is not None and entry.is_best:
+            self._keep_compressed(model, entry, compressed)
         if card:
             self.write_card(entry)
         self._mirror(model, entry)
         return entry
+
+    def compressed_copies(self) -> builtins.list[CompressedCopy]:
+        """The compressed copies under ``compressed/``; ``copy.location`` is the copy's URL."""
+        self._invalidate()
+        try:
+            found = self._remote(
+                "listing the compressed copies", self.fs.ls, self._key(COMPRESSED_DIR), detail=True
+            )
+        except FileNotFoundError:
+            return []
+        copies = []
+        for info in sorted(found, key=lambda i: str(i["name"])):
+            name = posixpath.basename(str(info["name"]).rstrip("/"))
+            if info.get("type") == "file":
+                url = self._url(f"{COMPRESSED_DIR}/{name}")
+                copies.append(CompressedCopy.parse(name, int(info["size"]), url))
+        return [copy for copy in copies if copy is not None]
+
+    def _put_compressed(self, model: nn.Module, entry: Entry, scheme: str, name: str) -> None:
+        """Written to a temporary file, then uploaded (replacing a copy of the same name)."""
+        with tempfile.TemporaryDirectory(prefix="vi-compressed-") as tmp:
+            local = Path(tmp) / name
+            _write_compressed(model, entry, scheme, local)
+            self._put_file(local, f"{COMPRESSED_DIR}/{name}", exclusive=False)
+
+    def _remove_compressed(self, copy: CompressedCopy) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._remote(
+                "removing a compressed copy",
+                self.fs.rm_file,
+                self._key(f"{COMPRESSED_DIR}/{copy.file}"),
+            )
 
     def card_path(self, ref: EntryRef) -> Path:
         """The key of a stored file's model card inside the store: ``cards/{file stem}.md``."""
@@ -801,9 +847,14 @@ class RemoteModelStore(ModelStore):
                     )
                 )
         for file in sorted(objects):
-            if file in recorded or file in links or file in (MANIFEST_DIR, CARDS_DIR):
+            if (
+                file in recorded
+                or file in links
+                or file in (MANIFEST_DIR, CARDS_DIR, COMPRESSED_DIR)
+            ):
                 continue
             problems.append(self._classify_stray(file))
+        problems.extend(self._stale_compressed(e for e in entries if e.is_best))
         return problems
 
     def sync(self, *, accept_changed: bool = False, trackers: bool = False) -> SyncReport:

@@ -43,6 +43,8 @@ from ..checkpoint import (
 )
 from ..checkpoint import resume as resume_checkpoint
 from ..checkpoint._remote import is_url
+from ..compress import SCHEMES, get_scheme, quantize, save_quantized
+from ..compress._schemes import require_torchao
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
 from ..sharing import write_model_card
@@ -62,9 +64,11 @@ from ._naming import (
 from ._readme import END_MARKER, START_MARKER, render_table, replace_table, write_atomically
 from ._registry import (
     CARDS_DIR,
+    COMPRESSED_DIR,
     DEFAULT_ROOT,
     REGISTRY_FILE,
     BestRecord,
+    CompressedCopy,
     Entry,
     EntryKind,
     Mode,
@@ -77,6 +81,8 @@ from ._registry import (
 
 __all__ = [
     "CARDS_DIR",
+    "COMPRESSED_DIR",
+    "COMPRESSIONS",
     "DAMAGED_REGISTRY",
     "DEFAULT_ROOT",
     "LOCK_FILE",
@@ -96,6 +102,9 @@ DAMAGED_REGISTRY = f"{REGISTRY_FILE}.damaged"  # where sync moves a registry it 
 _OWN_FILES = frozenset({REGISTRY_FILE, DAMAGED_REGISTRY, *_SIDE_FILES})
 _TEMP_MARK = ".tmp"  # a file name containing this is a write that never finished
 _MODES = ("max", "min")
+# What ``save(..., compressed=...)`` makes: a storage precision, or a torchao scheme.
+_STORAGE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+COMPRESSIONS = (*_STORAGE_DTYPES, *SCHEMES)
 
 EntryRef = Entry | str | os.PathLike[str]
 ProblemKind = Literal[
@@ -266,6 +275,44 @@ def _ranked_metrics(
     return values, value
 
 
+def _check_compression(scheme: object, model: nn.Module) -> None:
+    """Refuse, before anything is written, a compressed copy the store cannot make."""
+    if scheme is None or scheme in _STORAGE_DTYPES:
+        return
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
+        raise StoreError(
+            f"compressed={scheme!r:.60} is not a compression the store makes; valid: "
+            f"{', '.join(map(repr, COMPRESSIONS))} (bf16/fp16: weights stored in half "
+            "precision; int8_*: torchao quantisation of the Linear layers), or None"
+        )
+    require_torchao(f"ModelStore.save(..., compressed={scheme!r})")
+    chosen = get_scheme(scheme)
+    if not any(chosen.covered(module) for module in _unwrapped(model).modules()):
+        raise StoreError(
+            f"compressed={scheme!r} quantises {', '.join(c.__name__ for c in chosen.covers)} "
+            f"layers, and {_spec_of(model).name} has none; keep a bf16 copy instead "
+            "(compressed='bf16')"
+        )
+
+
+def _write_compressed(model: nn.Module, entry: Entry, scheme: str, path: Path) -> None:
+    """Write ``model`` (saved as ``entry``) compressed by ``scheme`` to ``path``, with the
+    entry's training state and metrics; the checkpoint records its precision or its
+    quantisation, so it describes itself."""
+    notes = f"{scheme} copy of {entry.file}" + (f"; {entry.notes}" if entry.notes else "")
+    fields: dict[str, Any] = {
+        "epoch": entry.epoch,
+        "step": entry.step,
+        "loss": entry.loss,
+        "metrics": dict(entry.metrics),
+        "notes": notes,
+    }
+    if scheme in _STORAGE_DTYPES:
+        save_model(model, path, dtype=_STORAGE_DTYPES[scheme], **fields)
+    else:
+        save_quantized(quantize(model, scheme), path, **fields)
+
+
 class ModelStore:
     """A directory of saved models and training checkpoints, indexed by a SQLite registry.
 
@@ -347,6 +394,7 @@ class ModelStore:
         notes: str = "",
         on_conflict: Literal["suffix", "error"] = "suffix",
         card: bool = False,
+        compressed: str | None = None,
     ) -> Entry:
         """Save ``model`` as ``{name}_{version}_{monitor}_{value}.pth`` and record it.
 
@@ -355,9 +403,25 @@ class ModelStore:
         better; ``"min"``: lower), and ``{name}_{version}_best.pth`` then points at it. A name
         already taken gets ``-2``, ``-3``... (``on_conflict="error"`` refuses instead). With
         ``card``, the model card (and its diagram) is written to ``cards/{file stem}.md``.
+
+        With ``compressed`` (one of ``COMPRESSIONS``: ``"bf16"``, ``"fp16"``,
+        ``"int8_weight_only"``, ``"int8_dynamic"``), a model that becomes the best also gets a
+        compressed copy in ``compressed/{file stem}.{scheme}.safetensors``, which replaces the
+        copy of the best it displaced; a model that does not become the best leaves the copy
+        as it is. An unknown scheme, or int8 without torchao, is refused before anything is
+        written.
+
+        Examples:
+            >>> from video_interpreter import ModelStore, build_model
+            >>> store = ModelStore("store")
+            >>> entry = store.save(build_model("tiny_r2plus1d"), metrics={"acc": 0.5},
+            ...                    compressed="bf16")
+            >>> [c.file for c in store.compressed_copies()]
+            ['tiny_r2plus1d_v1_acc_0.5.bf16.safetensors']
         """
         values, value = _ranked_metrics(metrics, monitor, mode)
         spec = _spec_of(model)
+        _check_compression(compressed, model)
         base = model_name(spec.name, spec.version, monitor, value)
         with self._lock:
             with self.registry.connect() as conn:
@@ -384,10 +448,78 @@ class ModelStore:
                 metrics=values,
                 notes=notes,
             )
+            if compressed is not None and entry.is_best:
+                self._keep_compressed(model, entry, compressed)
         if card:
             self.write_card(entry)
         self._mirror(model, entry)
         return entry
+
+    # -- compressed copies of best models -----------------------------------------------------
+    def compressed_copies(self) -> builtins.list[CompressedCopy]:
+        """The compressed copies in ``compressed/`` (``save(..., compressed=...)`` writes them);
+        ``copy.location`` is where to load one from (``load_model`` for bf16/fp16,
+        ``video_interpreter.compress.load_quantized`` for int8).
+
+        Examples:
+            >>> store.compressed_copies()[0].scheme  # doctest: +SKIP
+            'bf16'
+        """
+        folder = self.root / COMPRESSED_DIR
+        if not folder.is_dir():
+            return []
+        found = (
+            CompressedCopy.parse(p.name, p.stat().st_size, str(p))
+            for p in sorted(folder.iterdir())
+            if p.is_file() and _TEMP_MARK not in p.name
+        )
+        return [copy for copy in found if copy is not None]
+
+    def _keep_compressed(self, model: nn.Module, entry: Entry, scheme: str) -> None:
+        """Write the compressed copy of ``entry``, the new best, then remove the copies of its
+        name and version it replaces (a crash between the two leaves an old copy, which
+        ``verify`` reports)."""
+        name = CompressedCopy.name_for(entry.file, scheme)
+        try:
+            self._put_compressed(model, entry, scheme, name)
+        except (VideoInterpreterError, OSError) as exc:
+            raise StoreError(
+                f"{entry.file} is saved and is the best {entry.name} {entry.version}, but its "
+                f"{scheme} copy could not be written to {COMPRESSED_DIR}/{name}: {exc}"
+            ) from exc
+        group = parse_name(entry.file)
+        for copy in self.compressed_copies():
+            source = parse_name(copy.source)
+            same_model = (
+                source is not None
+                and group is not None
+                and (source.name, source.version) == (group.name, group.version)
+            )
+            if copy.file != name and same_model:
+                self._remove_compressed(copy)
+        logger.info("kept the %s copy of %s as %s/%s", scheme, entry.file, COMPRESSED_DIR, name)
+
+    def _put_compressed(self, model: nn.Module, entry: Entry, scheme: str, name: str) -> None:
+        folder = self.root / COMPRESSED_DIR
+        folder.mkdir(exist_ok=True)
+        _write_compressed(model, entry, scheme, folder / name)
+
+    def _remove_compressed(self, copy: CompressedCopy) -> None:
+        (self.root / COMPRESSED_DIR / copy.file).unlink(missing_ok=True)
+
+    def _stale_compressed(self, bests: Iterable[Entry]) -> builtins.list[StoreProblem]:
+        """Compressed copies of models that are not (or no longer) the best."""
+        best_files = {e.file for e in bests}
+        return [
+            StoreProblem(
+                "best",
+                f"{COMPRESSED_DIR}/{copy.file}",
+                f"a {copy.scheme} copy of {copy.source}, which is not the best model; save the "
+                "best again with compressed=... to replace it, or delete it",
+            )
+            for copy in self.compressed_copies()
+            if copy.source not in best_files
+        ]
 
     def card_path(self, ref: EntryRef) -> Path:
         """Where the model card of a stored file is written: ``cards/{file stem}.md``."""
@@ -905,6 +1037,7 @@ class ModelStore:
             if file in recorded or file in best_files:
                 continue
             problems.append(self._classify_stray(file))
+        problems.extend(self._stale_compressed(e for e in entries if e.is_best))
         return problems
 
     def _check_entry(self, entry: Entry, *, hashes: bool) -> StoreProblem | None:
@@ -1280,7 +1413,8 @@ class ModelStore:
     # -- the README table ---------------------------------------------------------------------
     def render_table(self) -> str:
         """The registry as the Markdown table of ``models/README.md``."""
-        return render_table(self.list(kind="model"))
+        copies = {copy.source: copy for copy in self.compressed_copies()}
+        return render_table(self.list(kind="model"), copies)
 
     def write_readme(self, path: str | os.PathLike[str] = "models/README.md") -> Path:
         """Regenerate the table between ``<!-- registry:start -->`` and ``<!-- registry:end
