@@ -29,6 +29,7 @@ from video_interpreter.cli import main
 from video_interpreter.export import (
     ONNX_OPSET,
     TOLERANCES,
+    WEAK_SPREAD,
     check_frames,
     exported_metadata,
     spec_json,
@@ -371,3 +372,43 @@ def test_zoo_layer_families_compile_in_one_graph_with_eager_outputs(family: str)
             x = torch.randn(batch, *sample)
             torch.testing.assert_close(compiled(x), module(x), rtol=0, atol=1e-5)
     assert backend.graphs <= 2
+
+
+def _input_blind(name: str) -> VideoInterpreter:
+    """A model whose heads ignore their features: every clip gives the heads' biases."""
+    model = _model(name)
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.fc.weight.zero_()
+    return model
+
+
+def test_a_check_warns_when_the_output_barely_depends_on_the_input(tmp_path: Path) -> None:
+    model = _input_blind("tiny_resnet")
+    export_model(model, tmp_path / "m.pt2")
+    report = check_export(tmp_path / "m.pt2", model)
+    assert report.ok  # an artefact that ignored the clip would agree just as well
+    assert report.weak_heads == ["action", "scene"]
+    assert report.input_spread == {"action": 0.0, "scene": 0.0}
+    assert "\nwarning: weak evidence: the output barely depends on the input" in report.summary()
+
+
+def test_a_check_of_a_model_that_reads_its_input_has_no_warning(tmp_path: Path) -> None:
+    model = _model("tiny_resnet")
+    export_model(model, tmp_path / "m.pt2")
+    report = check_export(tmp_path / "m.pt2", model)
+    assert report.weak_heads == []
+    assert all(
+        spread > WEAK_SPREAD * report.output_scale[h] for h, spread in report.input_spread.items()
+    )
+    assert "warning" not in report.summary()
+
+
+def test_cli_export_check_prints_the_weak_evidence_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = save_model(_input_blind("tiny_resnet"), tmp_path / "blind.safetensors")
+    assert main(["export", str(saved.path), str(tmp_path / "m.onnx"), "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert "parity ok: onnxruntime (CPU)" in printed
+    assert "warning: weak evidence: the output barely depends on the input" in printed

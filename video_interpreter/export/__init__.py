@@ -10,7 +10,14 @@ print(check_export(exported.path, model).summary())
 ```
 """
 
-from ._check import CHECK_BATCH, TOLERANCES, ParityReport, check_export, check_frames
+from ._check import (
+    CHECK_BATCH,
+    TOLERANCES,
+    WEAK_SPREAD,
+    ParityReport,
+    check_export,
+    check_frames,
+)
 from ._export import (
     DYNAMIC_DIMS,
     EXPORT_FORMATS,
@@ -32,6 +39,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "ONNX_OPSET",
     "TOLERANCES",
+    "WEAK_SPREAD",
     "ExportError",
     "ExportFormat",
     "ExportedModel",
