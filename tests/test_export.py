@@ -378,8 +378,9 @@ def _input_blind(name: str) -> VideoInterpreter:
     """A model whose heads ignore their features: every clip gives the heads' biases."""
     model = _model(name)
     with torch.no_grad():
-        for head in model.heads.values():
-            head.fc.weight.zero_()
+        for name, weight in model.named_parameters():
+            if name.startswith("heads.") and name.endswith(".fc.weight"):
+                weight.zero_()
     return model
 
 
