@@ -11,9 +11,11 @@ row gives the median of its runs). Agreement: max abs difference of the logits a
 agreement on ``--clips`` random clips (seed 0), against the float32 model. The weights are
 untrained, so the logits are small and close together: top-1 agreement here is a harsher test
 than it would be on a trained model, whose top class usually leads by a margin. Prints a
-Markdown table.
+Markdown table; after each quantised row, an HTML comment says which float tensors the file
+still holds, by the layer type that owns them (what keeps the size ratio above int8's 0.25).
 
     python benchmarks/compress.py [--models r3d_18 video_transformer_s] [--clips 4] [--repeats 3]
+    python benchmarks/compress.py --models videomae_base --methods int8_weight_only --clips 2
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -47,6 +50,9 @@ MODELS = (
     "mvit_v2_s",
     "swin3d_t",
     "video_transformer_s",
+    "videomae_base",
+    "timesformer_base",
+    "vivit_b",
 )
 METHODS = ("bfloat16", "int8_weight_only", "int8_dynamic")
 HEADER = (
@@ -55,7 +61,30 @@ HEADER = (
 )
 
 
-def rows(name: str, folder: Path, clips: int, repeats: int) -> list[str]:
+def float_left(model: torch.nn.Module) -> str:
+    """The floating-point tensors a quantised model still saves, in MB by the layer type that
+    owns them, largest first (the top three): what int8 did not shrink."""
+    owners = {
+        f"{path}.{name}" if path else name: type(module).__name__
+        for path, module in model.named_modules()
+        for name, _ in [
+            *module.named_parameters(recurse=False),
+            *module.named_buffers(recurse=False),
+        ]
+    }
+    by_type: dict[str, float] = {}
+    for key, tensor in model.state_dict().items():
+        if type(tensor) is torch.Tensor and tensor.is_floating_point():
+            owner = owners.get(key, "?")
+            by_type[owner] = by_type.get(owner, 0.0) + tensor.numel() * tensor.element_size() / 1e6
+    top = sorted(by_type.items(), key=lambda item: -item[1])[:3]
+    total = sum(by_type.values())
+    return f"{total:.1f} MB float left: " + ", ".join(f"{t} {mb:.2f} MB" for t, mb in top)
+
+
+def rows(
+    name: str, folder: Path, clips: int, repeats: int, methods: Sequence[str] = METHODS
+) -> list[str]:
     torch.manual_seed(0)
     model = build_model(name).eval()
     source = folder / f"{name}.safetensors"
@@ -66,7 +95,7 @@ def rows(name: str, folder: Path, clips: int, repeats: int) -> list[str]:
         f"| `{name}` | float32 | {saved.size_bytes / 1e6:.1f} | 1.00 | BEFORE | 1.00 | 0 | 100% |"
     ]
     befores: list[float] = []
-    for method in METHODS:
+    for method in methods:
         destination = folder / f"{name}_{method}.safetensors"
         label = method
         if method == "bfloat16":
@@ -103,8 +132,10 @@ def rows(name: str, folder: Path, clips: int, repeats: int) -> list[str]:
                 f"{result.size_ratio:.2f} | - | - | {as_float32.max_abs_diff:.2g} | "
                 f"{as_float32.top1_agreement:.0%} |"
             )
+        else:
+            out.append(f"<!-- {name} {method}: {float_left(restored)} -->")
         destination.unlink()
-    out[0] = out[0].replace("BEFORE", f"{statistics.median(befores):.0f}")
+    out[0] = out[0].replace("BEFORE", f"{statistics.median(befores):.0f}" if befores else "-")
     return out
 
 
@@ -113,6 +144,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args()
     print(
         f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
@@ -123,7 +155,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             start = time.perf_counter()
-            for line in rows(name, Path(tmp), args.clips, args.repeats):
+            for line in rows(name, Path(tmp), args.clips, args.repeats, args.methods):
                 print(line, flush=True)
             (Path(tmp) / f"{name}.safetensors").unlink()
             print(f"<!-- {name}: {time.perf_counter() - start:.0f} s -->", flush=True)

@@ -29,6 +29,7 @@ from video_interpreter.cli import main
 from video_interpreter.export import (
     ONNX_OPSET,
     TOLERANCES,
+    WEAK_SPREAD,
     check_frames,
     exported_metadata,
     spec_json,
@@ -307,3 +308,108 @@ def test_cli_export_reports_bad_input_with_what_is_possible(
     with pytest.raises(SystemExit):
         main(["export", "tiny_resnet", str(tmp_path / "m.pt2"), "--dynamic", "width"])
     assert "unknown dimension 'width'; choose from batch, frames" in capsys.readouterr().err
+
+
+def _tiny_layer_families() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """One tiny module per layer family of the transformers and pytorchvideo zoo, with the
+    shape of one input sample."""
+    from video_interpreter.layers.bottleneck import BottleneckBlock, ResBlock
+    from video_interpreter.layers.mvit_v1 import MViTv1Encoder
+    from video_interpreter.layers.vit import AddClassToken, SpaceTimePositions, ViTBlock
+
+    grid = (2, 2, 2)
+    return {
+        # TimeSformer: class token, separate space/time positions, divided attention.
+        "vit_divided_class_token": (
+            nn.Sequential(
+                AddClassToken(8),
+                SpaceTimePositions(frames=2, area=4, dim=8),
+                ViTBlock(8, grid, heads=2, attention="divided"),
+            ),
+            (8, 8),
+        ),
+        # V-JEPA 2: joint attention with 3D rotary positions, fused qkv.
+        "vit_rotary": (ViTBlock(12, grid, heads=2, rotary=True, fused_qkv=True), (8, 12)),
+        # MViT v1: separable positions and pooling attention that pools q, k and v.
+        "mvit_v1_pooling": (
+            MViTv1Encoder(
+                8,
+                (2, 4, 4),
+                [
+                    {"depth": 1, "dim": 8, "heads": 1},
+                    {"depth": 1, "dim": 16, "heads": 2, "stride_q": [1, 2, 2]},
+                ],
+                stride_kv=[1, 2, 2],
+            ),
+            (8, 2, 4, 4),
+        ),
+        # SlowFast / CSN / R(2+1)D bottlenecks: plain, depthwise, factorised, strided shortcut.
+        "bottleneck": (
+            nn.Sequential(
+                ResBlock(4, 8, (1, 2, 2), BottleneckBlock(4, 2, 8, stride=(1, 2, 2))),
+                ResBlock(
+                    8, 8, (1, 1, 1), BottleneckBlock(8, 8, 8, depthwise=True, kernel_b=(3, 3, 3))
+                ),
+                ResBlock(
+                    8, 8, (1, 1, 1), BottleneckBlock(8, 4, 8, factorised=True, kernel_b=(3, 3, 3))
+                ),
+            ),
+            (4, 4, 8, 8),
+        ),
+    }
+
+
+@pytest.mark.parametrize("family", sorted(_tiny_layer_families()))
+def test_zoo_layer_families_compile_in_one_graph_with_eager_outputs(family: str) -> None:
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    module, sample = _tiny_layer_families()[family]
+    module.eval()
+    backend = CountingBackend()
+    compiled = torch.compile(module, fullgraph=True, backend=backend)  # a graph break raises
+    with torch.no_grad():
+        for batch in (1, 2, 3, 1):
+            x = torch.randn(batch, *sample)
+            torch.testing.assert_close(compiled(x), module(x), rtol=0, atol=1e-5)
+    assert backend.graphs <= 2
+
+
+def _input_blind(name: str) -> VideoInterpreter:
+    """A model whose heads ignore their features: every clip gives the heads' biases."""
+    model = _model(name)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if name.startswith("heads.") and name.endswith(".fc.weight"):
+                weight.zero_()
+    return model
+
+
+def test_a_check_warns_when_the_output_barely_depends_on_the_input(tmp_path: Path) -> None:
+    model = _input_blind("tiny_resnet")
+    export_model(model, tmp_path / "m.pt2")
+    report = check_export(tmp_path / "m.pt2", model)
+    assert report.ok  # an artefact that ignored the clip would agree just as well
+    assert report.weak_heads == ["action", "scene"]
+    assert report.input_spread == {"action": 0.0, "scene": 0.0}
+    assert "\nwarning: weak evidence: the output barely depends on the input" in report.summary()
+
+
+def test_a_check_of_a_model_that_reads_its_input_has_no_warning(tmp_path: Path) -> None:
+    model = _model("tiny_resnet")
+    export_model(model, tmp_path / "m.pt2")
+    report = check_export(tmp_path / "m.pt2", model)
+    assert report.weak_heads == []
+    assert all(
+        spread > WEAK_SPREAD * report.output_scale[h] for h, spread in report.input_spread.items()
+    )
+    assert "warning" not in report.summary()
+
+
+def test_cli_export_check_prints_the_weak_evidence_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = save_model(_input_blind("tiny_resnet"), tmp_path / "blind.safetensors")
+    assert main(["export", str(saved.path), str(tmp_path / "m.onnx"), "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert "parity ok: onnxruntime (CPU)" in printed
+    assert "warning: weak evidence: the output barely depends on the input" in printed

@@ -12,6 +12,7 @@ print(check_export(exported.path, model).summary())
 
 from ._check import CHECK_BATCH as CHECK_BATCH
 from ._check import TOLERANCES, ParityReport, check_export
+from ._check import WEAK_SPREAD as WEAK_SPREAD
 from ._check import check_frames as check_frames
 from ._export import (
     DYNAMIC_DIMS,

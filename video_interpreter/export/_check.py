@@ -4,6 +4,12 @@ A fresh clip at another batch size than the traced one (and, where frames are dy
 frame count) runs through the eager model and through the artefact: the ``torch.export``
 module loaded back from the ``.pt2`` file, or onnxruntime's CPU session for ``.onnx``. Every
 head's largest absolute difference is compared with the format's tolerance.
+
+A small difference proves little when the output barely depends on the input (freshly
+initialised weights whose features are near zero leave every clip's logits at the head's bias):
+eager also runs a second, different clip, and a head whose outputs on the two clips differ by
+no more than the tolerance, or by less than ``WEAK_SPREAD`` of their magnitude, is reported as
+weak evidence (``ParityReport.weak_heads``, a warning line in ``summary``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from ._export import (
     spec_of,
 )
 
-__all__ = ["CHECK_BATCH", "TOLERANCES", "ParityReport", "check_export", "check_frames"]
+__all__ = [
+    "CHECK_BATCH",
+    "TOLERANCES",
+    "WEAK_SPREAD",
+    "ParityReport",
+    "check_export",
+    "check_frames",
+]
 
 TOLERANCES: dict[ExportFormat, float] = {"pt2": 1e-5, "onnx": 1e-4}
 """Largest absolute difference from eager allowed, per format."""
@@ -33,6 +46,10 @@ TOLERANCES: dict[ExportFormat, float] = {"pt2": 1e-5, "onnx": 1e-4}
 CHECK_BATCH = 1
 """The batch size checked by default: not the traced one (2), and the size torch.export would
 specialise on if the dimension were not truly dynamic."""
+
+WEAK_SPREAD = 1e-3
+"""Below this relative spread of a head's outputs across two different clips (their largest
+difference over their largest magnitude), parity is reported as weak evidence."""
 
 
 @dataclass(frozen=True)
@@ -44,18 +61,45 @@ class ParityReport:
     input_shape: tuple[int, ...]
     max_abs_diff: dict[str, float]
     tolerance: float
+    input_spread: dict[str, float]
+    """Per head, eager's largest output difference between the checked clip and another one."""
+    output_scale: dict[str, float]
+    """Per head, eager's largest output magnitude on those two clips."""
 
     @property
     def ok(self) -> bool:
         return all(diff <= self.tolerance for diff in self.max_abs_diff.values())
 
+    @property
+    def weak_heads(self) -> list[str]:
+        """Heads whose outputs barely depend on the input, so that agreeing within the
+        tolerance says little about the artefact."""
+        return [
+            name
+            for name, spread in self.input_spread.items()
+            if spread <= self.tolerance or spread < WEAK_SPREAD * self.output_scale[name]
+        ]
+
     def summary(self) -> str:
         runtime = "torch.export module" if self.format == "pt2" else "onnxruntime (CPU)"
         heads = ", ".join(f"{name} {diff:.3g}" for name, diff in self.max_abs_diff.items())
         verdict = "ok" if self.ok else "FAILED"
-        return (
+        line = (
             f"parity {verdict}: {runtime} vs eager on input {list(self.input_shape)}: "
             f"max |diff| {heads} (tolerance {self.tolerance:g})"
+        )
+        weak = self.weak_heads
+        if not weak:
+            return line
+        spreads = ", ".join(
+            f"{name} {self.input_spread[name]:.3g} of {self.output_scale[name]:.3g}"
+            for name in weak
+        )
+        return (
+            f"{line}\nwarning: weak evidence: the output barely depends on the input (largest "
+            f"change between two different clips, of the largest magnitude: {spreads}), so "
+            "agreeing within the tolerance says little; check again with trained weights "
+            "(export a checkpoint)"
         )
 
 
@@ -101,8 +145,10 @@ def check_export(
     chosen = format_for(artefact)
     spec = spec_of(model)
     clip = example_clip(spec, batch=batch, frames=frames, seed=seed)
+    other = example_clip(spec, batch=batch, frames=frames, seed=seed + 1)
     with evaluating(model), torch.no_grad():
         expected = model(clip)
+        elsewhere = model(other)
     try:
         got = _run_pt2(artefact, clip) if chosen == "pt2" else _run_onnx(artefact, clip)
     except ExportError:
@@ -132,6 +178,13 @@ def check_export(
         input_shape=tuple(clip.shape),
         max_abs_diff=diffs,
         tolerance=TOLERANCES[chosen],
+        input_spread={
+            name: float((elsewhere[name] - want).abs().max()) for name, want in expected.items()
+        },
+        output_scale={
+            name: float(torch.maximum(want.abs().max(), elsewhere[name].abs().max()))
+            for name, want in expected.items()
+        },
     )
 
 
