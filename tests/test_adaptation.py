@@ -507,7 +507,9 @@ def test_a_stem_behind_a_subsample_takes_other_input_channels_too() -> None:
     sizes.append("heads.action.layers.1.out_features=5")
     torch.manual_seed(0)
     source = build_model(load_spec("configs/slowfast_r50.yaml", overrides=sizes)).state_dict()
-    four = load_spec("configs/slowfast_r50.yaml", overrides=[*sizes, "input.channels=4"])
+    fourth = ["input.channels=4", "preprocess.mean=[0.45,0.45,0.45,0.5]"]
+    fourth.append("preprocess.std=[0.225,0.225,0.225,0.25]")  # one value per channel
+    four = load_spec("configs/slowfast_r50.yaml", overrides=[*sizes, *fourth])
     model = build_model(four, device="meta")
     report = load_weights(model, dict(source), adapt=True)
     stems = ("backbone.slow_stem.conv.weight", "backbone.fast_stem.conv.weight")

@@ -29,7 +29,7 @@ def test_the_tour_runs_as_written(
     namespace: dict[str, object] = {}
     for block in re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL):
         exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["list_models"]("r*") == ["r2plus1d_18", "r3d_18"]  # type: ignore[operator]
+    assert namespace["list_models"]("r*") == ["r2plus1d_18", "r2plus1d_r50", "r3d_18"]  # type: ignore[operator]
     assert (tmp_path / "v1.svg").is_file()
     assert (tmp_path / "models" / "saved_models" / "tiny_v1_acc_0.95.pth").is_file()
 

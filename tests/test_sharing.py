@@ -139,7 +139,9 @@ def _outputs_in_fresh_process(
     source: str, clip: Path, tmp_path: Path, env: dict[str, str] | None = None
 ) -> dict[str, torch.Tensor]:
     out = tmp_path / "outputs.pt"
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    # The same thread count as this process: another count sums floats in another order.
+    threads = str(torch.get_num_threads())
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": threads, **(env or {})}
     subprocess.run(
         [sys.executable, "-c", _RUN, source, str(clip), str(out)],
         check=True,

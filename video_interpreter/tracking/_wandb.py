@@ -98,7 +98,12 @@ def read_offline_artifacts(directory: str | Path) -> list[OfflineArtifact]:
     from wandb.proto import wandb_internal_pb2
 
     found: list[OfflineArtifact] = []
-    for log in sorted(Path(directory).glob("wandb/offline-run-*/run-*.wandb")):
+    # Runs in log order: a run directory's name has a one-second timestamp and a random id, so
+    # runs started within one second are ordered by when their log was last written.
+    logs = sorted(
+        Path(directory).glob("wandb/offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime_ns
+    )
+    for log in logs:
         for raw in _records(log.read_bytes()):
             record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
             try:
