@@ -265,6 +265,21 @@ def _dropouts(c: _Config, hidden: str | None, attention: str) -> dict[str, float
     return {key: rate for key, rate in rates.items() if rate}
 
 
+def _encoder_block(c: _Config, heads: int, qkv_bias: str, **options: object) -> Node:
+    """The ``ViTBlock`` of VideoMAE, TimeSformer and ViViT, read from the config's shared keys;
+    ``options`` are a model type's own (attention layout, fused qkv)."""
+    return {
+        "type": "ViTBlock",
+        "heads": heads,
+        "mlp_dim": c.integer("intermediate_size"),
+        **options,
+        "qkv_bias": qkv_bias,
+        "activation": c.activation(),
+        "norm_eps": c.number("layer_norm_eps"),
+        **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
+    }
+
+
 def _blocks(times: int, block: Node, name: str = "blocks", drop_path: float = 0.0) -> Node:
     """``times`` copies of ``block``; with stochastic depth, rising linearly from 0 in the first
     block to ``drop_path`` in the last (as TimeSformer and V-JEPA 2 set it), one node each."""
@@ -293,15 +308,7 @@ def _videomae(c: _Config) -> Spec:
     frames, tubelet_frames = c.integer("num_frames"), c.integer("tubelet_size")
     tubelet = (tubelet_frames, patch[0], patch[1])
     _clip_grid(c, frames, image, tubelet, "num_frames, image_size, tubelet_size, patch_size")
-    block = {
-        "type": "ViTBlock",
-        "heads": heads,
-        "mlp_dim": c.integer("intermediate_size"),
-        "qkv_bias": "qv" if c.one_of("qv_bias", True, False) else "none",
-        "activation": c.activation(),
-        "norm_eps": c.number("layer_norm_eps"),
-        **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
-    }
+    block = _encoder_block(c, heads, "qv" if c.one_of("qv_bias", True, False) else "none")
     backbone = [
         *_tokens(width, tubelet),
         {"name": "pos", "type": "SinusoidalPositions"},
@@ -333,17 +340,13 @@ def _timesformer(c: _Config) -> Spec:
             raise c.refuse(key, "one integer (TimeSformer's layers divide it as a number)")
     size, patch, frames = c.integer("image_size"), c.integer("patch_size"), c.integer("num_frames")
     _clip_grid(c, frames, (size, size), (1, patch, patch), "image_size, patch_size")
-    block = {
-        "type": "ViTBlock",
-        "heads": heads,
-        "mlp_dim": c.integer("intermediate_size"),
-        "attention": "divided" if attention == "divided_space_time" else "joint",
-        "fused_qkv": True,
-        "qkv_bias": "all" if c.one_of("qkv_bias", True, False) else "none",
-        "activation": c.activation(),
-        "norm_eps": c.number("layer_norm_eps"),
-        **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
-    }
+    block = _encoder_block(
+        c,
+        heads,
+        "all" if c.one_of("qkv_bias", True, False) else "none",
+        attention="divided" if attention == "divided_space_time" else "joint",
+        fused_qkv=True,
+    )
     backbone = [
         *_tokens(width, (1, patch, patch), per_frame=True),
         {"name": "cls", "type": "AddClassToken"},
@@ -375,15 +378,7 @@ def _vivit(c: _Config) -> Spec:
         raise c.refuse("tubelet_size", "a list of three integers >= 1 [T, H, W]")
     size = (int(tubelet[0]), int(tubelet[1]), int(tubelet[2]))
     _clip_grid(c, frames, image, size, "num_frames, image_size, tubelet_size")
-    block = {
-        "type": "ViTBlock",
-        "heads": heads,
-        "mlp_dim": c.integer("intermediate_size"),
-        "qkv_bias": "all" if c.one_of("qkv_bias", True, False) else "none",
-        "activation": c.activation(),
-        "norm_eps": c.number("layer_norm_eps"),
-        **_dropouts(c, "hidden_dropout_prob", "attention_probs_dropout_prob"),
-    }
+    block = _encoder_block(c, heads, "all" if c.one_of("qkv_bias", True, False) else "none")
     backbone = [
         *_tokens(width, size),
         {"name": "cls", "type": "AddClassToken"},
