@@ -46,11 +46,11 @@ from ..checkpoint._remote import remote_failure, upload, url_filesystem
 from ..errors import CheckpointError, StoreError, VideoInterpreterError
 from ..model import VideoInterpreter
 from ..sharing import write_model_card
+from ..spec import ArchitectureSpec
 from ..tracking import TrackedSave, Tracker
 from ._naming import (
     best_name,
     checkpoint_name,
-    model_name,
     parse_name,
     sanitize_name,
     sanitize_version,
@@ -72,10 +72,8 @@ from ._store import (
     PruneResult,
     StoreProblem,
     SyncReport,
-    _check_compression,
     _matches,
     _metrics,
-    _ranked_metrics,
     _spec_of,
     _write_compressed,
 )
@@ -324,46 +322,21 @@ class RemoteModelStore(ModelStore):
         return [self._entry(d, best_files) for d in rows]
 
     # -- saving ------------------------------------------------------------------------------
-    def save(
+    def _write_ranked(
         self,
         model: nn.Module,
-        *,
-        metrics: Mapping[str, object],
-        monitor: str = "acc",
-        mode: Mode = "max",
-        epoch: int | None = None,
-        step: int | None = None,
-        loss: float | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
-        scheduler: Any = None,
-        notes: str = "",
-        on_conflict: Literal["suffix", "error"] = "suffix",
-        card: bool = False,
-        compressed: str | None = None,
+        spec: ArchitectureSpec,
+        base: str,
+        rule: tuple[str, Mode],
+        compressed: str | None,
+        **write: Any,
     ) -> Entry:
-        values, value = _ranked_metrics(metrics, monitor, mode)
-        spec = _spec_of(model)
-        _check_compression(compressed, model)
-        self._claim_rule(spec.name, spec.version, monitor, mode)
-        entry = self._write(
-            model,
-            model_name(spec.name, spec.version, monitor, value),
-            kind="model",
-            on_conflict=on_conflict,
-            monitor=(monitor, mode),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epoch=epoch,
-            step=step,
-            loss=loss,
-            metrics=values,
-            notes=notes,
-        )
+        """Claim the monitored rule (no lock on an object store: a conditional write), write
+        the model, then its compressed copy if it became the best."""
+        self._claim_rule(spec.name, spec.version, *rule)
+        entry = self._write(model, base, kind="model", monitor=rule, **write)
         if compressed is not None and entry.is_best:
             self._keep_compressed(model, entry, compressed)
-        if card:
-            self.write_card(entry)
-        self._mirror(model, entry)
         return entry
 
     def compressed_copies(self) -> builtins.list[CompressedCopy]:

@@ -422,7 +422,38 @@ class ModelStore:
         values, value = _ranked_metrics(metrics, monitor, mode)
         spec = _spec_of(model)
         _check_compression(compressed, model)
-        base = model_name(spec.name, spec.version, monitor, value)
+        entry = self._write_ranked(
+            model,
+            spec,
+            model_name(spec.name, spec.version, monitor, value),
+            (monitor, mode),
+            compressed,
+            on_conflict=on_conflict,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            epoch=epoch,
+            step=step,
+            loss=loss,
+            metrics=values,
+            notes=notes,
+        )
+        if card:
+            self.write_card(entry)
+        self._mirror(model, entry)
+        return entry
+
+    def _write_ranked(
+        self,
+        model: nn.Module,
+        spec: ArchitectureSpec,
+        base: str,
+        rule: tuple[str, Mode],
+        compressed: str | None,
+        **write: Any,
+    ) -> Entry:
+        """Write a ranked model under the store's lock, once the monitored rule is checked
+        against the recorded one; then its compressed copy if it became the best."""
+        monitor, mode = rule
         with self._lock:
             with self.registry.connect() as conn:
                 self._check_tokens(conn, spec.name, spec.version)
@@ -434,25 +465,9 @@ class ModelStore:
                     f"{record.metric!r} with mode={record.mode!r} (other metrics can still be "
                     f"recorded in metrics=), or change the rule with store.set_monitor(...)"
                 )
-            entry = self._write(
-                model,
-                base,
-                kind="model",
-                on_conflict=on_conflict,
-                monitor=(monitor, mode),
-                optimizer=optimizer,
-                scheduler=scheduler,
-                epoch=epoch,
-                step=step,
-                loss=loss,
-                metrics=values,
-                notes=notes,
-            )
+            entry = self._write(model, base, kind="model", monitor=rule, **write)
             if compressed is not None and entry.is_best:
                 self._keep_compressed(model, entry, compressed)
-        if card:
-            self.write_card(entry)
-        self._mirror(model, entry)
         return entry
 
     # -- compressed copies of best models -----------------------------------------------------
